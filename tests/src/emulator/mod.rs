@@ -1,0 +1,953 @@
+//! The local AWS emulator: one HTTP server on loopback that answers Image Builder (restJson1)
+//! and Auto Scaling (awsQuery) itself and passes SSM, ECR and EC2 calls through to moto.
+//!
+//! Because every call goes through it, one request log records what a handler did across all
+//! four services, and faults can be injected into any operation. Control endpoints under
+//! `/_bench/` let a test (or a person with curl) finish builds and refreshes, inject faults
+//! and read the log; they are listed in the README.
+
+pub mod autoscaling;
+pub mod imagebuilder;
+pub mod wire;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use wire::ApiError;
+
+/// Where the emulator lives and what it passes on.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    pub account_id: String,
+    pub region: String,
+    /// The moto server SSM, ECR and EC2 calls are passed to. Without one they fail with 501.
+    pub moto_url: Option<String>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            account_id: "123456789012".to_owned(),
+            region: "us-east-1".to_owned(),
+            moto_url: None,
+        }
+    }
+}
+
+/// The AWS services the emulator answers for, named by their SigV4 signing names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Imagebuilder,
+    Autoscaling,
+    Ssm,
+    Ecr,
+    Ec2,
+}
+
+impl Service {
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Service::Imagebuilder => "imagebuilder",
+            Service::Autoscaling => "autoscaling",
+            Service::Ssm => "ssm",
+            Service::Ecr => "ecr",
+            Service::Ec2 => "ec2",
+        }
+    }
+
+    fn from_signing_name(name: &str) -> Option<Self> {
+        [
+            Service::Imagebuilder,
+            Service::Autoscaling,
+            Service::Ssm,
+            Service::Ecr,
+            Service::Ec2,
+        ]
+        .into_iter()
+        .find(|s| s.signing_name() == name)
+    }
+}
+
+/// One API call as the emulator saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordedRequest {
+    pub seq: u64,
+    pub service: Service,
+    pub operation: String,
+    /// The request's parameters as JSON (awsQuery values stay strings).
+    pub params: Value,
+    pub status: u16,
+    /// The error code returned, if the call failed.
+    pub error_code: Option<String>,
+    /// Set when the response came from an injected fault.
+    pub injected: bool,
+}
+
+impl RecordedRequest {
+    /// Whether the operation can change anything: everything but reads.
+    pub fn is_mutating(&self) -> bool {
+        !["Get", "List", "Describe", "BatchGet", "BatchCheck"]
+            .iter()
+            .any(|p| self.operation.starts_with(p))
+    }
+
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// What an injected fault does to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// The SDKs' throttling error: `ThrottlingException` (JSON services) or `Throttling`
+    /// (Auto Scaling), which they retry with backoff.
+    Throttle,
+    /// Image Builder's own rate-limit error, `CallRateLimitExceededException` (HTTP 429).
+    RateLimit,
+    /// An internal error with HTTP 500.
+    ServerError,
+    /// `ServiceUnavailable` with HTTP 503.
+    Unavailable,
+    /// The call succeeds after `delay_ms`.
+    Slow,
+}
+
+/// Makes the next `count` calls of an operation fail or slow down.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fault {
+    /// Limits the fault to one service; any service when absent.
+    #[serde(default)]
+    pub service: Option<Service>,
+    pub operation: String,
+    pub kind: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    pub fn new(operation: &str, kind: FaultKind, count: u32) -> Self {
+        Self {
+            service: None,
+            operation: operation.to_owned(),
+            kind,
+            count,
+            delay_ms: 0,
+        }
+    }
+
+    pub fn slow(operation: &str, delay: Duration, count: u32) -> Self {
+        Self {
+            delay_ms: delay.as_millis() as u64,
+            ..Self::new(operation, FaultKind::Slow, count)
+        }
+    }
+
+    fn error(&self, service: Service) -> ApiError {
+        let json_protocol = !matches!(service, Service::Autoscaling | Service::Ec2);
+        match self.kind {
+            FaultKind::Throttle if json_protocol => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ThrottlingException",
+                "Rate exceeded",
+            ),
+            FaultKind::Throttle if service == Service::Ec2 => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+            ),
+            FaultKind::Throttle => {
+                ApiError::new(StatusCode::BAD_REQUEST, "Throttling", "Rate exceeded")
+            }
+            FaultKind::RateLimit => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "CallRateLimitExceededException",
+                "You have exceeded the permitted request rate for the specific operation.",
+            ),
+            FaultKind::ServerError if service == Service::Imagebuilder => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "An internal error occurred.",
+            ),
+            FaultKind::ServerError if json_protocol => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "An internal error occurred.",
+            ),
+            FaultKind::ServerError => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "An internal error occurred.",
+            ),
+            FaultKind::Unavailable if service == Service::Imagebuilder => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+                "The service is unavailable.",
+            ),
+            FaultKind::Unavailable => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service is unavailable.",
+            ),
+            FaultKind::Slow => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "slow is not an error",
+            ),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ServiceState {
+    imagebuilder: imagebuilder::ImageBuilder,
+    autoscaling: autoscaling::AutoScaling,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EmulatorConfig,
+    services: Mutex<ServiceState>,
+    log: Mutex<Vec<RecordedRequest>>,
+    faults: Mutex<Vec<Fault>>,
+    http: reqwest::Client,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking test must not wedge every later call; the state itself stays consistent
+    // because each operation mutates it only after validating.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    fn imagebuilder_context(&self) -> imagebuilder::Context {
+        imagebuilder::Context {
+            account_id: self.config.account_id.clone(),
+            region: self.config.region.clone(),
+            now: chrono::Utc::now(),
+        }
+    }
+
+    fn autoscaling_context(&self) -> autoscaling::Context {
+        autoscaling::Context {
+            account_id: self.config.account_id.clone(),
+            region: self.config.region.clone(),
+            now: chrono::Utc::now(),
+        }
+    }
+
+    fn fresh_services(&self) -> ServiceState {
+        ServiceState {
+            imagebuilder: imagebuilder::ImageBuilder::new(&self.imagebuilder_context()),
+            autoscaling: autoscaling::AutoScaling::default(),
+        }
+    }
+
+    fn take_fault(&self, service: Service, operation: &str) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let position = faults.iter().position(|f| {
+            f.operation == operation && f.count > 0 && f.service.is_none_or(|s| s == service)
+        })?;
+        let fault = faults[position].clone();
+        faults[position].count -= 1;
+        if faults[position].count == 0 {
+            faults.remove(position);
+        }
+        Some(fault)
+    }
+
+    fn record(
+        &self,
+        service: Service,
+        operation: &str,
+        params: Value,
+        status: StatusCode,
+        error_code: Option<String>,
+        injected: bool,
+    ) {
+        let mut log = lock(&self.log);
+        let seq = log.len() as u64 + 1;
+        log.push(RecordedRequest {
+            seq,
+            service,
+            operation: operation.to_owned(),
+            params,
+            status: status.as_u16(),
+            error_code,
+            injected,
+        });
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Emulator {
+    inner: Arc<Inner>,
+    address: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts on a free loopback port.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    pub async fn start_on(address: SocketAddr, config: EmulatorConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(address).await?;
+        let address = listener.local_addr()?;
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(std::io::Error::other)?;
+        let mut inner = Inner {
+            config,
+            services: Mutex::new(ServiceState {
+                imagebuilder: Default::default(),
+                autoscaling: Default::default(),
+            }),
+            log: Mutex::new(Vec::new()),
+            faults: Mutex::new(Vec::new()),
+            http,
+        };
+        inner.services = Mutex::new(inner.fresh_services());
+        let inner = Arc::new(inner);
+        let router = Router::new().fallback(handle).with_state(inner.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = server.await {
+                tracing::error!(%error, "emulator server stopped");
+            }
+        });
+        Ok(Self {
+            inner,
+            address,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The endpoint URL every SDK client of the bench points at.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn config(&self) -> &EmulatorConfig {
+        &self.inner.config
+    }
+
+    /// Every call so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.log).clone()
+    }
+
+    /// The calls of one operation.
+    pub fn requests_of(&self, operation: &str) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.operation == operation)
+            .collect()
+    }
+
+    /// The calls that could have changed something, failed ones included.
+    pub fn mutating_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(RecordedRequest::is_mutating)
+            .collect()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.inner.log).clear();
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.inner.faults).push(fault);
+    }
+
+    /// Forgets every resource, request and fault of the emulated services.
+    pub fn reset(&self) {
+        reset_emulator(&self.inner);
+    }
+
+    /// Ends a running build (AVAILABLE, FAILED or CANCELLED) and returns the EventBridge event.
+    pub fn finish_image(
+        &self,
+        image_arn: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let context = self.inner.imagebuilder_context();
+        lock(&self.inner.services)
+            .imagebuilder
+            .finish_image(&context, image_arn, status, reason)
+    }
+
+    /// Every "EC2 Image Builder Image State Change" event emitted so far.
+    pub fn image_events(&self) -> Vec<Value> {
+        lock(&self.inner.services).imagebuilder.events().to_vec()
+    }
+
+    /// Ends a group's running refresh as `Successful` or `Failed`.
+    pub fn finish_refresh(
+        &self,
+        group: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let context = self.inner.autoscaling_context();
+        lock(&self.inner.services)
+            .autoscaling
+            .finish_refresh(&context, group, status, reason)
+    }
+
+    /// How long a cancelled refresh stays `Cancelling`.
+    pub fn set_refresh_cancel_delay(&self, delay: Duration) {
+        lock(&self.inner.services).autoscaling.cancel_delay = delay;
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+fn reset_emulator(inner: &Inner) {
+    let fresh = inner.fresh_services();
+    *lock(&inner.services) = fresh;
+    lock(&inner.log).clear();
+    lock(&inner.faults).clear();
+}
+
+/// Which service a request is for: the SigV4 credential scope names it. Unsigned requests are
+/// recognised by their shape instead.
+fn identify_service(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    form: Option<&[(String, String)]>,
+) -> Option<Service> {
+    let signed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|credential| credential.split('/').nth(3))
+        .and_then(Service::from_signing_name);
+    if signed.is_some() {
+        return signed;
+    }
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        if target.starts_with("AmazonSSM.") {
+            return Some(Service::Ssm);
+        }
+        if target.starts_with("AmazonEC2ContainerRegistry") {
+            return Some(Service::Ecr);
+        }
+    }
+    if uri.path() != "/" {
+        return Some(Service::Imagebuilder);
+    }
+    let version = form?
+        .iter()
+        .find(|(k, _)| k == "Version")
+        .map(|(_, v)| v.as_str());
+    match (method, version) {
+        (&Method::POST, Some("2011-01-01")) => Some(Service::Autoscaling),
+        (&Method::POST, Some(_)) => Some(Service::Ec2),
+        _ => None,
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(control_path) = uri.path().strip_prefix("/_bench/") {
+        return control(&inner, &method, control_path, &body).await;
+    }
+    let form: Option<Vec<(String, String)>> =
+        is_form(&headers).then(|| serde_urlencoded::from_bytes(&body).unwrap_or_default());
+    let Some(service) = identify_service(&method, &uri, &headers, form.as_deref()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the emulator could not tell which AWS service this request is for",
+        )
+            .into_response();
+    };
+    let (operation, params) = match service {
+        Service::Imagebuilder => {
+            let operation = uri.path().trim_start_matches('/').to_owned();
+            let params = if method == Method::GET {
+                let query: Vec<(String, String)> =
+                    serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default();
+                Value::Object(
+                    query
+                        .into_iter()
+                        .map(|(k, v)| (k, Value::String(v)))
+                        .collect(),
+                )
+            } else if body.is_empty() {
+                json!({})
+            } else {
+                match serde_json::from_slice(&body) {
+                    Ok(params) => params,
+                    Err(error) => {
+                        let error = ApiError::bad_request(
+                            "InvalidRequestException",
+                            format!("The request body is not valid JSON: {error}"),
+                        );
+                        inner.record(
+                            service,
+                            &operation,
+                            Value::Null,
+                            error.status,
+                            Some(error.code.clone()),
+                            false,
+                        );
+                        return json_error(&error);
+                    }
+                }
+            };
+            (operation, params)
+        }
+        Service::Autoscaling | Service::Ec2 => {
+            let pairs = form.clone().unwrap_or_default();
+            let operation = pairs
+                .iter()
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let mut params = wire::query_to_json(&pairs);
+            if let Value::Object(map) = &mut params {
+                map.remove("Action");
+                map.remove("Version");
+            }
+            (operation, params)
+        }
+        Service::Ssm | Service::Ecr => {
+            let operation = headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|t| t.rsplit('.').next())
+                .unwrap_or_default()
+                .to_owned();
+            (
+                operation,
+                serde_json::from_slice(&body).unwrap_or(Value::Null),
+            )
+        }
+    };
+
+    if let Some(fault) = inner.take_fault(service, &operation) {
+        if fault.kind == FaultKind::Slow {
+            tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        } else {
+            let error = fault.error(service);
+            inner.record(
+                service,
+                &operation,
+                params,
+                error.status,
+                Some(error.code.clone()),
+                true,
+            );
+            return error_response(service, &error);
+        }
+    }
+
+    match service {
+        Service::Imagebuilder => {
+            let context = inner.imagebuilder_context();
+            let result = lock(&inner.services)
+                .imagebuilder
+                .handle(&context, &operation, &params);
+            match result {
+                Ok(mut body) => {
+                    if let Value::Object(map) = &mut body {
+                        map.insert(
+                            "requestId".to_owned(),
+                            json!(uuid::Uuid::new_v4().to_string()),
+                        );
+                        map.retain(|_, v| !v.is_null());
+                    }
+                    inner.record(service, &operation, params, StatusCode::OK, None, false);
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        body.to_string(),
+                    )
+                        .into_response()
+                }
+                Err(error) => {
+                    inner.record(
+                        service,
+                        &operation,
+                        params,
+                        error.status,
+                        Some(error.code.clone()),
+                        false,
+                    );
+                    json_error(&error)
+                }
+            }
+        }
+        Service::Autoscaling => {
+            let context = inner.autoscaling_context();
+            let result = lock(&inner.services)
+                .autoscaling
+                .handle(&context, &operation, &params);
+            let request_id = uuid::Uuid::new_v4().to_string();
+            match result {
+                Ok(result) => {
+                    inner.record(service, &operation, params, StatusCode::OK, None, false);
+                    let xml = wire::query_response(
+                        &operation,
+                        autoscaling::NAMESPACE,
+                        &result,
+                        &request_id,
+                    );
+                    ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
+                }
+                Err(error) => {
+                    inner.record(
+                        service,
+                        &operation,
+                        params,
+                        error.status,
+                        Some(error.code.clone()),
+                        false,
+                    );
+                    error_response(service, &error)
+                }
+            }
+        }
+        Service::Ssm | Service::Ecr | Service::Ec2 => {
+            proxy_to_moto(
+                &inner, service, operation, params, method, uri, headers, body,
+            )
+            .await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy_to_moto(
+    inner: &Inner,
+    service: Service,
+    operation: String,
+    params: Value,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(moto_url) = &inner.config.moto_url else {
+        let error = ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            format!(
+                "{} is served by moto, and this emulator runs without it",
+                service.signing_name()
+            ),
+        );
+        inner.record(
+            service,
+            &operation,
+            params,
+            error.status,
+            Some(error.code.clone()),
+            false,
+        );
+        return error_response(service, &error);
+    };
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = inner
+        .http
+        .request(method, format!("{moto_url}{path_and_query}"));
+    for (name, value) in &headers {
+        if name != header::HOST && name != header::CONTENT_LENGTH {
+            request = request.header(name, value);
+        }
+    }
+    let upstream = match request.body(body).send().await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            let error = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "BadGateway",
+                format!("moto did not answer: {error}"),
+            );
+            inner.record(
+                service,
+                &operation,
+                params,
+                error.status,
+                Some(error.code.clone()),
+                false,
+            );
+            return error_response(service, &error);
+        }
+    };
+    let status = upstream.status();
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let amzn_error = upstream.headers().get("x-amzn-errortype").cloned();
+    let bytes = upstream.bytes().await.unwrap_or_default();
+    let error_code = (!status.is_success()).then(|| moto_error_code(amzn_error.as_ref(), &bytes));
+    inner.record(service, &operation, params, status, error_code, false);
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Some(amzn_error) = amzn_error {
+        response
+            .headers_mut()
+            .insert("x-amzn-errortype", amzn_error);
+    }
+    response
+}
+
+fn moto_error_code(header: Option<&HeaderValue>, body: &[u8]) -> String {
+    if let Some(code) = header.and_then(|h| h.to_str().ok()) {
+        return code.split(':').next().unwrap_or(code).to_owned();
+    }
+    if let Ok(json) = serde_json::from_slice::<Value>(body)
+        && let Some(code) = json.get("__type").and_then(Value::as_str)
+    {
+        return code.rsplit('#').next().unwrap_or(code).to_owned();
+    }
+    let text = String::from_utf8_lossy(body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or("Unknown")
+        .to_owned()
+}
+
+fn json_error(error: &ApiError) -> Response {
+    let body = json!({"__type": error.code, "message": error.message}).to_string();
+    let mut response = (
+        error.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Ok(code) = HeaderValue::from_str(&error.code) {
+        response.headers_mut().insert("x-amzn-errortype", code);
+    }
+    response
+}
+
+fn error_response(service: Service, error: &ApiError) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    match service {
+        Service::Autoscaling => (
+            error.status,
+            [(header::CONTENT_TYPE, "text/xml")],
+            wire::query_error(error, autoscaling::NAMESPACE, &request_id),
+        )
+            .into_response(),
+        Service::Ec2 => {
+            let body = format!(
+                "<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>",
+                quick_xml::escape::escape(error.code.as_str()),
+                quick_xml::escape::escape(error.message.as_str())
+            );
+            (error.status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+        }
+        Service::Imagebuilder | Service::Ssm | Service::Ecr => json_error(error),
+    }
+}
+
+#[derive(Deserialize)]
+struct FinishImage {
+    #[serde(rename = "imageBuildVersionArn")]
+    image_build_version_arn: String,
+    status: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FinishRefresh {
+    #[serde(rename = "AutoScalingGroupName")]
+    group: String,
+    status: String,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CancelDelay {
+    milliseconds: u64,
+}
+
+fn control_json(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn control_error(error: &ApiError) -> Response {
+    control_json(
+        error.status,
+        json!({"error": error.code, "message": error.message}),
+    )
+}
+
+fn parse_control<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        control_json(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "BadControlRequest", "message": e.to_string()}),
+        )
+    })
+}
+
+/// The control endpoints; see the README's "Local AWS bench" section.
+async fn control(inner: &Arc<Inner>, method: &Method, path: &str, body: &Bytes) -> Response {
+    match (method, path) {
+        (&Method::GET, "health") => control_json(StatusCode::OK, json!({"status": "ok"})),
+        (&Method::GET, "requests") => control_json(StatusCode::OK, json!(lock(&inner.log).clone())),
+        (&Method::DELETE, "requests") => {
+            lock(&inner.log).clear();
+            control_json(StatusCode::OK, json!({}))
+        }
+        (&Method::POST, "faults") => match parse_control::<Fault>(body) {
+            Ok(fault) => {
+                lock(&inner.faults).push(fault.clone());
+                control_json(StatusCode::OK, json!(fault))
+            }
+            Err(response) => response,
+        },
+        (&Method::GET, "faults") => {
+            control_json(StatusCode::OK, json!(lock(&inner.faults).clone()))
+        }
+        (&Method::DELETE, "faults") => {
+            lock(&inner.faults).clear();
+            control_json(StatusCode::OK, json!({}))
+        }
+        (&Method::POST, "reset") => {
+            reset_emulator(inner);
+            if let Some(moto_url) = &inner.config.moto_url
+                && let Err(error) = inner
+                    .http
+                    .post(format!("{moto_url}/moto-api/reset"))
+                    .send()
+                    .await
+            {
+                return control_json(
+                    StatusCode::BAD_GATEWAY,
+                    json!({"error": "MotoResetFailed", "message": error.to_string()}),
+                );
+            }
+            control_json(StatusCode::OK, json!({}))
+        }
+        (&Method::GET, "imagebuilder/events") => control_json(
+            StatusCode::OK,
+            json!(lock(&inner.services).imagebuilder.events()),
+        ),
+        (&Method::POST, "imagebuilder/images/finish") => match parse_control::<FinishImage>(body) {
+            Ok(request) => {
+                let context = inner.imagebuilder_context();
+                let result = lock(&inner.services).imagebuilder.finish_image(
+                    &context,
+                    &request.image_build_version_arn,
+                    &request.status,
+                    request.reason.as_deref(),
+                );
+                match result {
+                    Ok(event) => control_json(StatusCode::OK, event),
+                    Err(error) => control_error(&error),
+                }
+            }
+            Err(response) => response,
+        },
+        (&Method::POST, "autoscaling/refreshes/finish") => {
+            match parse_control::<FinishRefresh>(body) {
+                Ok(request) => {
+                    let context = inner.autoscaling_context();
+                    let result = lock(&inner.services).autoscaling.finish_refresh(
+                        &context,
+                        &request.group,
+                        &request.status,
+                        request.reason.as_deref(),
+                    );
+                    match result {
+                        Ok(refresh) => control_json(StatusCode::OK, refresh),
+                        Err(error) => control_error(&error),
+                    }
+                }
+                Err(response) => response,
+            }
+        }
+        (&Method::POST, "autoscaling/cancel-delay") => match parse_control::<CancelDelay>(body) {
+            Ok(request) => {
+                lock(&inner.services).autoscaling.cancel_delay =
+                    Duration::from_millis(request.milliseconds);
+                control_json(
+                    StatusCode::OK,
+                    json!({"milliseconds": request.milliseconds}),
+                )
+            }
+            Err(response) => response,
+        },
+        _ => control_json(
+            StatusCode::NOT_FOUND,
+            json!({"error": "UnknownControlEndpoint", "message": format!("{method} /_bench/{path} is not a control endpoint")}),
+        ),
+    }
+}

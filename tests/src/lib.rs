@@ -1,0 +1,14 @@
+//! prepull's local AWS bench and test harness.
+//!
+//! - [`emulator`]: Image Builder and Auto Scaling, emulated over their real wire protocols,
+//!   in front of moto for SSM, ECR and EC2, with a request log and fault injection.
+//! - [`moto`]: the moto server process, from the project's venv.
+//! - [`bench`]: both together, ready for a test or for the `prepull-bench` command.
+//! - [`fixtures`]: the JSON events under `tests/fixtures/`.
+//! - [`seed`]: an account set up through the real APIs, as a user would have it.
+
+pub mod bench;
+pub mod emulator;
+pub mod fixtures;
+pub mod moto;
+pub mod seed;
