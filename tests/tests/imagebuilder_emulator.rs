@@ -1,0 +1,756 @@
+//! The emulated Image Builder, driven through the real Rust SDK client.
+
+use aws_sdk_imagebuilder::Client;
+use aws_sdk_imagebuilder::types::{ComponentConfiguration, Filter, Platform};
+use prepull_bench::bench::sdk_config_for;
+use prepull_bench::emulator::{Emulator, EmulatorConfig};
+use prepull_bench::seed::{ComponentReference, EMPTY_CACHE_DOCUMENT, PipelineSeed, seed_pipeline};
+use serde_json::{Value, json};
+
+async fn emulator_and_client() -> (Emulator, Client) {
+    let emulator = Emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts");
+    let config = sdk_config_for(&emulator.url(), "us-east-1").await;
+    (emulator, Client::new(&config))
+}
+
+async fn create_component(client: &Client, version: &str) -> String {
+    client
+        .create_component()
+        .name("prepull-cache")
+        .semantic_version(version)
+        .platform(Platform::Windows)
+        .data(EMPTY_CACHE_DOCUMENT)
+        .send()
+        .await
+        .expect("CreateComponent succeeds")
+        .component_build_version_arn()
+        .expect("has an ARN")
+        .to_owned()
+}
+
+const COMPONENT_PREFIX: &str =
+    "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache";
+
+#[tokio::test]
+async fn versions_compare_numerically_wildcards_resolve_and_repeats_get_build_numbers() {
+    let (_emulator, client) = emulator_and_client().await;
+    for version in ["1.0.9", "1.0.10", "1.0.2", "0.9.99"] {
+        create_component(&client, version).await;
+    }
+
+    let latest = client
+        .get_component()
+        .component_build_version_arn(format!("{COMPONENT_PREFIX}/x.x.x"))
+        .send()
+        .await
+        .unwrap();
+    let latest = latest.component().unwrap();
+    assert_eq!(
+        latest.version(),
+        Some("1.0.10"),
+        "1.0.10 is newer than 1.0.9 numerically"
+    );
+    assert_eq!(
+        latest.arn(),
+        Some(format!("{COMPONENT_PREFIX}/1.0.10/1").as_str())
+    );
+    assert_eq!(latest.data(), Some(EMPTY_CACHE_DOCUMENT));
+    assert_eq!(latest.platform(), Some(&Platform::Windows));
+
+    let zero_line = client
+        .get_component()
+        .component_build_version_arn(format!("{COMPONENT_PREFIX}/0.x.x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zero_line.component().unwrap().version(), Some("0.9.99"));
+
+    // Since November 2025 a repeated name and version gets the next build number.
+    let rebuilt = create_component(&client, "1.0.10").await;
+    assert_eq!(rebuilt, format!("{COMPONENT_PREFIX}/1.0.10/2"));
+    let by_version = client
+        .get_component()
+        .component_build_version_arn(format!("{COMPONENT_PREFIX}/1.0.10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_version.component().unwrap().arn(),
+        Some(rebuilt.as_str())
+    );
+    let builds = client
+        .list_component_build_versions()
+        .component_version_arn(format!("{COMPONENT_PREFIX}/1.0.10"))
+        .send()
+        .await
+        .unwrap();
+    let build_arns: Vec<&str> = builds
+        .component_summary_list()
+        .iter()
+        .filter_map(|c| c.arn())
+        .collect();
+    assert_eq!(
+        build_arns,
+        [
+            format!("{COMPONENT_PREFIX}/1.0.10/1"),
+            format!("{COMPONENT_PREFIX}/1.0.10/2")
+        ]
+    );
+
+    let missing = client
+        .get_component()
+        .component_build_version_arn(format!("{COMPONENT_PREFIX}/2.x.x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.into_service_error().meta().code(),
+        Some("ResourceNotFoundException")
+    );
+}
+
+#[tokio::test]
+async fn list_components_pages_and_filters_by_name() {
+    let (_emulator, client) = emulator_and_client().await;
+    for version in ["1.0.0", "1.0.1", "1.0.2"] {
+        create_component(&client, version).await;
+    }
+    let pages = client
+        .list_components()
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values("prepull-cache")
+                .build(),
+        )
+        .max_results(2)
+        .into_paginator()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 2, "three versions in pages of two");
+    let versions: Vec<&str> = pages
+        .iter()
+        .flat_map(|p| p.component_version_list())
+        .filter_map(|c| c.version())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "1.0.1", "1.0.2"]);
+    let arns: Vec<&str> = pages
+        .iter()
+        .flat_map(|p| p.component_version_list())
+        .filter_map(|c| c.arn())
+        .collect();
+    assert!(
+        arns.iter()
+            .all(|a| a.ends_with(".0") || a.ends_with(".1") || a.ends_with(".2")),
+        "version ARNs carry no build: {arns:?}"
+    );
+
+    let other = client
+        .list_components()
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values("something-else")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(other.component_version_list().is_empty());
+    let amazon = client
+        .list_components()
+        .owner(aws_sdk_imagebuilder::types::Ownership::Amazon)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        amazon
+            .component_version_list()
+            .iter()
+            .any(|c| c.name() == Some("update-windows"))
+    );
+
+    let bad_token = client
+        .list_components()
+        .next_token("not-a-token")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        bad_token
+            .into_service_error()
+            .is_invalid_pagination_token_exception()
+    );
+}
+
+#[tokio::test]
+async fn component_data_is_limited_to_16000_characters_and_must_be_a_document() {
+    let (emulator, client) = emulator_and_client().await;
+    let document = |length: usize| {
+        let mut data = EMPTY_CACHE_DOCUMENT.to_owned() + "# ";
+        while data.chars().count() < length {
+            data.push('é');
+        }
+        data
+    };
+    let at_limit = document(16_000);
+    assert_eq!(at_limit.chars().count(), 16_000);
+    assert!(
+        at_limit.len() > 16_000,
+        "the limit counts characters, not bytes"
+    );
+    client
+        .create_component()
+        .name("prepull-cache")
+        .semantic_version("1.0.0")
+        .platform(Platform::Windows)
+        .data(at_limit)
+        .send()
+        .await
+        .unwrap();
+
+    let too_long = client
+        .create_component()
+        .name("prepull-cache")
+        .semantic_version("1.0.1")
+        .platform(Platform::Windows)
+        .data(document(16_001))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(too_long.is_invalid_request_exception(), "{too_long:?}");
+    assert!(too_long.meta().message().unwrap().contains("16000"));
+
+    let not_yaml = client
+        .create_component()
+        .name("prepull-cache")
+        .semantic_version("1.0.2")
+        .platform(Platform::Windows)
+        .data("phases: [unclosed")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(not_yaml.into_service_error().is_invalid_request_exception());
+
+    let both = client
+        .create_component()
+        .name("prepull-cache")
+        .semantic_version("1.0.3")
+        .platform(Platform::Windows)
+        .data(EMPTY_CACHE_DOCUMENT)
+        .uri("s3://bucket/doc.yaml")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        both.into_service_error()
+            .is_invalid_parameter_combination_exception()
+    );
+
+    for bad_version in ["1.0", "1.0.x", "v1.0.0", "1.0.0-beta"] {
+        let error = client
+            .create_component()
+            .name("prepull-cache")
+            .semantic_version(bad_version)
+            .platform(Platform::Windows)
+            .data(EMPTY_CACHE_DOCUMENT)
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            error
+                .into_service_error()
+                .is_invalid_version_number_exception(),
+            "{bad_version} is refused"
+        );
+    }
+
+    let created: Vec<_> = emulator
+        .requests_of("CreateComponent")
+        .into_iter()
+        .filter(|r| r.succeeded())
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "only the document at the limit was created"
+    );
+}
+
+#[tokio::test]
+async fn a_client_token_replays_its_result_and_refuses_a_different_request() {
+    let (emulator, client) = emulator_and_client().await;
+    let create = |version: &str, description: &str| {
+        client
+            .create_component()
+            .name("prepull-cache")
+            .semantic_version(version)
+            .platform(Platform::Windows)
+            .description(description)
+            .data(EMPTY_CACHE_DOCUMENT)
+            .client_token("manifest-3f1c9a")
+            .send()
+    };
+    let first = create("1.0.0", "push of team/web:v42").await.unwrap();
+    let again = create("1.0.0", "push of team/web:v42").await.unwrap();
+    assert_eq!(
+        first.component_build_version_arn(),
+        again.component_build_version_arn()
+    );
+    assert_eq!(again.client_token(), Some("manifest-3f1c9a"));
+
+    let mismatch = create("1.0.1", "push of team/web:v43")
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        mismatch.is_idempotent_parameter_mismatch_exception(),
+        "{mismatch:?}"
+    );
+
+    let builds = client
+        .list_component_build_versions()
+        .component_version_arn(format!("{COMPONENT_PREFIX}/1.0.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        builds.component_summary_list().len(),
+        1,
+        "the replay created nothing"
+    );
+    let outcomes: Vec<(u16, Option<String>)> = emulator
+        .requests_of("CreateComponent")
+        .into_iter()
+        .map(|r| (r.status, r.error_code))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (200, None),
+            (200, None),
+            (400, Some("IdempotentParameterMismatchException".to_owned()))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn recipes_are_immutable_resolve_components_and_auto_increment_one_x() {
+    let (_emulator, client) = emulator_and_client().await;
+    let component = create_component(&client, "1.0.0").await;
+    let recipe = |version: &str, components: Vec<String>| {
+        let mut request = client
+            .create_image_recipe()
+            .name("cache-recipe")
+            .semantic_version(version)
+            .parent_image("ami-0123456789abcdef0");
+        for arn in components {
+            request = request.components(
+                ComponentConfiguration::builder()
+                    .component_arn(arn)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        request.send()
+    };
+    let first = recipe("1.0.0", vec![format!("{COMPONENT_PREFIX}/x.x.x")])
+        .await
+        .unwrap();
+    let recipe_arn = first.image_recipe_arn().unwrap().to_owned();
+    assert_eq!(
+        recipe_arn,
+        "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/cache-recipe/1.0.0"
+    );
+
+    let duplicate = recipe("1.0.0", vec![component.clone()])
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(duplicate.is_resource_already_exists_exception());
+
+    let next = recipe("1.0.x", vec![component.clone()]).await.unwrap();
+    assert_eq!(
+        next.image_recipe_arn(),
+        Some("arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/cache-recipe/1.0.1")
+    );
+
+    let got = client
+        .get_image_recipe()
+        .image_recipe_arn(&recipe_arn)
+        .send()
+        .await
+        .unwrap();
+    let got = got.image_recipe().unwrap();
+    assert_eq!(got.parent_image(), Some("ami-0123456789abcdef0"));
+    assert_eq!(
+        got.components()[0].component_arn(),
+        format!("{COMPONENT_PREFIX}/x.x.x")
+    );
+    let latest = client
+        .get_image_recipe()
+        .image_recipe_arn(
+            "arn:aws:imagebuilder:us-east-1:123456789012:image-recipe/cache-recipe/x.x.x",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.image_recipe().unwrap().version(), Some("1.0.1"));
+
+    let unknown = recipe("2.0.0", vec![format!("{COMPONENT_PREFIX}/9.x.x")])
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(unknown.is_invalid_request_exception());
+    let too_many = recipe("3.0.0", vec![component; 21])
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(too_many.is_service_quota_exceeded_exception());
+}
+
+#[tokio::test]
+async fn update_image_pipeline_replaces_the_whole_definition() {
+    let (emulator, client) = emulator_and_client().await;
+    let seeded = seed_pipeline(
+        &client,
+        &PipelineSeed {
+            reference: ComponentReference::Pinned,
+            ..PipelineSeed::default()
+        },
+    )
+    .await
+    .unwrap();
+    let before = client
+        .get_image_pipeline()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    let before = before.image_pipeline().unwrap();
+    assert_eq!(
+        before.description(),
+        Some("Driven by prepull; no schedule of its own")
+    );
+    assert_eq!(
+        before.distribution_configuration_arn(),
+        Some(seeded.distribution_arn.as_str())
+    );
+
+    // Sending only the required fields and the recipe clears everything else.
+    client
+        .update_image_pipeline()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .image_recipe_arn(&seeded.recipe_arn)
+        .infrastructure_configuration_arn(&seeded.infrastructure_arn)
+        .send()
+        .await
+        .unwrap();
+    let after = client
+        .get_image_pipeline()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    let after = after.image_pipeline().unwrap();
+    assert_eq!(after.description(), None, "a field left out is cleared");
+    assert_eq!(after.distribution_configuration_arn(), None);
+    assert_eq!(after.name(), before.name());
+    assert_eq!(after.date_created(), before.date_created());
+    assert!(after.date_updated().is_some());
+
+    // A request without its required fields is refused by the service itself.
+    let http = reqwest::Client::new();
+    for (missing, body) in [
+        (
+            "infrastructureConfigurationArn",
+            json!({"imagePipelineArn": seeded.pipeline_arn, "imageRecipeArn": seeded.recipe_arn, "clientToken": "t-1"}),
+        ),
+        (
+            "imagePipelineArn",
+            json!({"infrastructureConfigurationArn": seeded.infrastructure_arn, "imageRecipeArn": seeded.recipe_arn, "clientToken": "t-2"}),
+        ),
+        (
+            "clientToken",
+            json!({"imagePipelineArn": seeded.pipeline_arn, "infrastructureConfigurationArn": seeded.infrastructure_arn, "imageRecipeArn": seeded.recipe_arn}),
+        ),
+    ] {
+        let response = http
+            .put(format!("{}/UpdateImagePipeline", emulator.url()))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/imagebuilder/aws4_request, SignedHeaders=host, Signature=0")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        assert_eq!(
+            response.headers()["x-amzn-errortype"],
+            "InvalidRequestException"
+        );
+        let error: Value = response.json().await.unwrap();
+        assert!(
+            error["message"].as_str().unwrap().contains(missing),
+            "{error}"
+        );
+    }
+    let unchanged = client
+        .get_image_pipeline()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        unchanged.image_pipeline().unwrap().date_updated(),
+        after.date_updated()
+    );
+}
+
+#[tokio::test]
+async fn images_build_until_told_and_emit_the_eventbridge_events_aws_would() {
+    let (emulator, client) = emulator_and_client().await;
+    let seed = PipelineSeed {
+        regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+        ..PipelineSeed::default()
+    };
+    let seeded = seed_pipeline(&client, &seed).await.unwrap();
+    let start = |token: &str| {
+        client
+            .start_image_pipeline_execution()
+            .image_pipeline_arn(&seeded.pipeline_arn)
+            .client_token(token)
+            .tags("prepull:manifest", "3f1c9a")
+            .tags("prepull:trigger", "push")
+            .send()
+    };
+    let image_arn = start("build-1")
+        .await
+        .unwrap()
+        .image_build_version_arn()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        image_arn,
+        "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull-windows-cache-recipe/1.0.0/1"
+    );
+    assert_eq!(
+        start("build-1").await.unwrap().image_build_version_arn(),
+        Some(image_arn.as_str()),
+        "same token, same image"
+    );
+
+    let image = client
+        .get_image()
+        .image_build_version_arn(&image_arn)
+        .send()
+        .await
+        .unwrap();
+    let image = image.image().unwrap();
+    assert_eq!(
+        image.state().unwrap().status().unwrap().as_str(),
+        "BUILDING"
+    );
+    assert_eq!(
+        image.source_pipeline_arn(),
+        Some(seeded.pipeline_arn.as_str())
+    );
+    assert_eq!(image.tags().unwrap()["prepull:manifest"], "3f1c9a");
+    assert!(image.output_resources().unwrap().amis().is_empty());
+
+    let listed = client
+        .list_image_pipeline_images()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.image_summary_list().len(), 1);
+
+    let event = emulator
+        .finish_image(&image_arn, "AVAILABLE", None)
+        .unwrap();
+    assert_eq!(event["detail-type"], "EC2 Image Builder Image State Change");
+    assert_eq!(event["source"], "aws.imagebuilder");
+    assert_eq!(event["resources"], json!([image_arn]));
+    assert_eq!(
+        event["detail"],
+        json!({"previous-state": {"status": "INTEGRATING"}, "state": {"status": "AVAILABLE"}})
+    );
+    let fixture = prepull_bench::fixtures::load("imagebuilder-available.json").unwrap();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        keys(&event),
+        keys(&fixture),
+        "the emitted event has the fixture's shape"
+    );
+
+    let image = client
+        .get_image()
+        .image_build_version_arn(&image_arn)
+        .send()
+        .await
+        .unwrap();
+    let amis = image.image().unwrap().output_resources().unwrap().amis();
+    let regions: Vec<&str> = amis.iter().filter_map(|a| a.region()).collect();
+    assert_eq!(
+        regions,
+        ["us-east-1", "eu-west-1"],
+        "one AMI per distribution region"
+    );
+    assert!(amis.iter().all(|a| {
+        a.image()
+            .is_some_and(|id| id.starts_with("ami-") && id.len() == 21)
+    }));
+    assert!(
+        amis[0].name().unwrap().starts_with("prepull-windows-")
+            && !amis[0].name().unwrap().contains("{{")
+    );
+
+    let statuses: Vec<String> = emulator
+        .image_events()
+        .iter()
+        .map(|e| e["detail"]["state"]["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "PENDING",
+            "BUILDING",
+            "TESTING",
+            "DISTRIBUTING",
+            "INTEGRATING",
+            "AVAILABLE"
+        ],
+        "an event on every transition"
+    );
+
+    let second = start("build-2")
+        .await
+        .unwrap()
+        .image_build_version_arn()
+        .unwrap()
+        .to_owned();
+    assert!(
+        second.ends_with("/1.0.0/2"),
+        "the next build of the same recipe version"
+    );
+    let failed = emulator
+        .finish_image(&second, "FAILED", Some("Step PullCachedImages failed"))
+        .unwrap();
+    assert_eq!(
+        failed["detail"]["state"],
+        json!({"status": "FAILED", "reason": "Step PullCachedImages failed"})
+    );
+    let refinish = emulator
+        .finish_image(&second, "AVAILABLE", None)
+        .unwrap_err();
+    assert_eq!(refinish.code, "ResourceInUseException");
+}
+
+#[tokio::test]
+async fn cancelling_a_build_works_once_then_reports_the_resource_in_use() {
+    let (emulator, client) = emulator_and_client().await;
+    let seeded = seed_pipeline(&client, &PipelineSeed::default())
+        .await
+        .unwrap();
+    let image_arn = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_build_version_arn()
+        .unwrap()
+        .to_owned();
+
+    let cancelled = client
+        .cancel_image_creation()
+        .image_build_version_arn(&image_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cancelled.image_build_version_arn(),
+        Some(image_arn.as_str())
+    );
+    let image = client
+        .get_image()
+        .image_build_version_arn(&image_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        image
+            .image()
+            .unwrap()
+            .state()
+            .unwrap()
+            .status()
+            .unwrap()
+            .as_str(),
+        "CANCELLED"
+    );
+    assert_eq!(
+        emulator.image_events().last().unwrap()["detail"]["state"]["status"],
+        "CANCELLED"
+    );
+
+    let again = client
+        .cancel_image_creation()
+        .image_build_version_arn(&image_arn)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(again.is_resource_in_use_exception(), "{again:?}");
+
+    let missing_pipeline = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn("arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing_pipeline.is_resource_not_found_exception());
+}
+
+#[tokio::test]
+async fn the_control_endpoint_finishes_a_build_over_http() {
+    let (emulator, client) = emulator_and_client().await;
+    let seeded = seed_pipeline(&client, &PipelineSeed::default())
+        .await
+        .unwrap();
+    let image_arn = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_build_version_arn()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let finish = |status: &str| {
+        http.post(format!("{}/_bench/imagebuilder/images/finish", emulator.url()))
+            .json(&json!({"imageBuildVersionArn": image_arn, "status": status, "reason": "AWSTOE exited 1"}))
+            .send()
+    };
+    let response = finish("FAILED").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let event: Value = response.json().await.unwrap();
+    assert_eq!(event["detail"]["state"]["reason"], "AWSTOE exited 1");
+    let events: Value = http
+        .get(format!("{}/_bench/imagebuilder/events", emulator.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(events.as_array().unwrap().last().unwrap(), &event);
+    let refused = finish("AVAILABLE").await.unwrap();
+    assert_eq!(refused.status(), 400);
+}
