@@ -1,0 +1,208 @@
+//! The whole bench: moto behind the emulator for SSM, ECR and EC2, one request log for all.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_ssm::types::ParameterType;
+use prepull_bench::bench::Bench;
+use prepull_bench::emulator::{Fault, FaultKind, Service};
+
+#[tokio::test]
+async fn ssm_goes_through_to_moto_and_is_logged_and_faultable() {
+    let bench = Bench::start().await.unwrap();
+    let config = bench.sdk_config().await;
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(10));
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        aws_sdk_ssm::config::Builder::from(&config)
+            .retry_config(retry)
+            .build(),
+    );
+
+    bench
+        .emulator
+        .inject(Fault::new("PutParameter", FaultKind::Throttle, 1));
+    let put = ssm
+        .put_parameter()
+        .name("/prepull/ami-id")
+        .value("ami-0123456789abcdef0")
+        .r#type(ParameterType::String)
+        .data_type("aws:ec2:image")
+        .overwrite(true)
+        .send()
+        .await
+        .expect("retried past the throttle");
+    assert_eq!(put.version(), 1);
+    ssm.label_parameter_version()
+        .name("/prepull/ami-id")
+        .parameter_version(1)
+        .labels("build-1-0-0-1")
+        .send()
+        .await
+        .unwrap();
+    let got = ssm
+        .get_parameter()
+        .name("/prepull/ami-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.parameter().unwrap().value(),
+        Some("ami-0123456789abcdef0")
+    );
+    let history = ssm
+        .get_parameter_history()
+        .name("/prepull/ami-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(history.parameters()[0].labels(), ["build-1-0-0-1"]);
+
+    let log = bench.emulator.requests();
+    let seen: Vec<(Service, &str, Option<&str>)> = log
+        .iter()
+        .map(|r| (r.service, r.operation.as_str(), r.error_code.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Service::Ssm, "PutParameter", Some("ThrottlingException")),
+            (Service::Ssm, "PutParameter", None),
+            (Service::Ssm, "LabelParameterVersion", None),
+            (Service::Ssm, "GetParameter", None),
+            (Service::Ssm, "GetParameterHistory", None),
+        ]
+    );
+    assert_eq!(log[1].params["DataType"], "aws:ec2:image");
+    assert!(log[2].is_mutating() && !log[3].is_mutating());
+
+    let missing = ssm
+        .get_parameter()
+        .name("/not/there")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        missing.is_parameter_not_found(),
+        "moto's typed errors pass through: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn ecr_images_pushed_to_moto_have_real_digests() {
+    let bench = Bench::start().await.unwrap();
+    let ecr = aws_sdk_ecr::Client::new(&bench.sdk_config().await);
+    ecr.create_repository()
+        .repository_name("team/web")
+        .send()
+        .await
+        .unwrap();
+    let manifest = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111"},"layers":[]}"#;
+    let pushed = ecr
+        .put_image()
+        .repository_name("team/web")
+        .image_tag("v42")
+        .image_manifest(manifest)
+        .send()
+        .await
+        .unwrap();
+    let digest = pushed
+        .image()
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .image_digest()
+        .unwrap()
+        .to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    let described = ecr
+        .describe_images()
+        .repository_name("team/web")
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_tag("v42")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.image_details()[0].image_digest(),
+        Some(digest.as_str())
+    );
+    let operations: Vec<String> = bench
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(
+        operations,
+        ["CreateRepository", "PutImage", "DescribeImages"]
+    );
+}
+
+#[tokio::test]
+async fn each_bench_starts_from_a_clean_moto_and_emulator() {
+    let bench = Bench::start().await.unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&bench.sdk_config().await);
+    ssm.put_parameter()
+        .name("/prepull/leftover")
+        .value("x")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let moto_pid = bench.moto.pid();
+    drop(bench);
+
+    let bench = Bench::start().await.unwrap();
+    assert_eq!(bench.moto.pid(), moto_pid, "one moto per test process");
+    assert!(bench.emulator.requests().is_empty());
+    let ssm = aws_sdk_ssm::Client::new(&bench.sdk_config().await);
+    let gone = ssm
+        .get_parameter()
+        .name("/prepull/leftover")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(gone.is_parameter_not_found(), "moto was reset");
+}
+
+#[tokio::test]
+async fn ec2_launch_templates_resolve_ssm_through_moto() {
+    let bench = Bench::start().await.unwrap();
+    // EC2 is reached through the emulator too; its calls are awsQuery like Auto Scaling's but
+    // signed for "ec2", which is how the emulator tells them apart.
+    let response = reqwest::Client::new()
+        .post(bench.url())
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=CreateLaunchTemplate&Version=2016-11-15&LaunchTemplateName=windows-nodes&LaunchTemplateData.ImageId=resolve%3Assm%3A%2Fprepull%2Fami-id&LaunchTemplateData.InstanceType=m5.large")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {body}");
+    assert!(
+        body.contains("<launchTemplateName>windows-nodes</launchTemplateName>"),
+        "{body}"
+    );
+    let recorded = bench.emulator.requests();
+    assert_eq!(
+        (recorded[0].service, recorded[0].operation.as_str()),
+        (Service::Ec2, "CreateLaunchTemplate")
+    );
+    assert_eq!(
+        recorded[0].params["LaunchTemplateData"]["ImageId"],
+        "resolve:ssm:/prepull/ami-id"
+    );
+}
