@@ -841,113 +841,92 @@ fn control_json(status: StatusCode, body: Value) -> Response {
         .into_response()
 }
 
-fn control_error(error: &ApiError) -> Response {
-    control_json(
-        error.status,
-        json!({"error": error.code, "message": error.message}),
-    )
-}
-
-fn parse_control<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        control_json(
-            StatusCode::BAD_REQUEST,
-            json!({"error": "BadControlRequest", "message": e.to_string()}),
-        )
-    })
+fn parse_control<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("BadControlRequest", e.to_string()))
 }
 
 /// The control endpoints; see the README's "Local AWS bench" section.
 async fn control(inner: &Arc<Inner>, method: &Method, path: &str, body: &Bytes) -> Response {
+    match control_result(inner, method, path, body).await {
+        Ok(body) => control_json(StatusCode::OK, body),
+        Err(error) => control_json(
+            error.status,
+            json!({"error": error.code, "message": error.message}),
+        ),
+    }
+}
+
+async fn control_result(
+    inner: &Arc<Inner>,
+    method: &Method,
+    path: &str,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
     match (method, path) {
-        (&Method::GET, "health") => control_json(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, "requests") => control_json(StatusCode::OK, json!(lock(&inner.log).clone())),
+        (&Method::GET, "health") => Ok(json!({"status": "ok"})),
+        (&Method::GET, "requests") => Ok(json!(lock(&inner.log).clone())),
         (&Method::DELETE, "requests") => {
             lock(&inner.log).clear();
-            control_json(StatusCode::OK, json!({}))
+            Ok(json!({}))
         }
-        (&Method::POST, "faults") => match parse_control::<Fault>(body) {
-            Ok(fault) => {
-                lock(&inner.faults).push(fault.clone());
-                control_json(StatusCode::OK, json!(fault))
-            }
-            Err(response) => response,
-        },
-        (&Method::GET, "faults") => {
-            control_json(StatusCode::OK, json!(lock(&inner.faults).clone()))
+        (&Method::POST, "faults") => {
+            let fault: Fault = parse_control(body)?;
+            lock(&inner.faults).push(fault.clone());
+            Ok(json!(fault))
         }
+        (&Method::GET, "faults") => Ok(json!(lock(&inner.faults).clone())),
         (&Method::DELETE, "faults") => {
             lock(&inner.faults).clear();
-            control_json(StatusCode::OK, json!({}))
+            Ok(json!({}))
         }
         (&Method::POST, "reset") => {
             reset_emulator(inner);
-            if let Some(moto_url) = &inner.config.moto_url
-                && let Err(error) = inner
+            if let Some(moto_url) = &inner.config.moto_url {
+                inner
                     .http
                     .post(format!("{moto_url}/moto-api/reset"))
                     .send()
                     .await
-            {
-                return control_json(
-                    StatusCode::BAD_GATEWAY,
-                    json!({"error": "MotoResetFailed", "message": error.to_string()}),
-                );
+                    .map_err(|e| {
+                        ApiError::new(StatusCode::BAD_GATEWAY, "MotoResetFailed", e.to_string())
+                    })?;
             }
-            control_json(StatusCode::OK, json!({}))
+            Ok(json!({}))
         }
-        (&Method::GET, "imagebuilder/events") => control_json(
-            StatusCode::OK,
-            json!(lock(&inner.services).imagebuilder.events()),
-        ),
-        (&Method::POST, "imagebuilder/images/finish") => match parse_control::<FinishImage>(body) {
-            Ok(request) => {
-                let context = inner.imagebuilder_context();
-                let result = lock(&inner.services).imagebuilder.finish_image(
-                    &context,
-                    &request.image_build_version_arn,
-                    &request.status,
-                    request.reason.as_deref(),
-                );
-                match result {
-                    Ok(event) => control_json(StatusCode::OK, event),
-                    Err(error) => control_error(&error),
-                }
-            }
-            Err(response) => response,
-        },
+        (&Method::GET, "imagebuilder/events") => {
+            Ok(json!(lock(&inner.services).imagebuilder.events()))
+        }
+        (&Method::POST, "imagebuilder/images/finish") => {
+            let request: FinishImage = parse_control(body)?;
+            let context = inner.imagebuilder_context();
+            lock(&inner.services).imagebuilder.finish_image(
+                &context,
+                &request.image_build_version_arn,
+                &request.status,
+                request.reason.as_deref(),
+            )
+        }
         (&Method::POST, "autoscaling/refreshes/finish") => {
-            match parse_control::<FinishRefresh>(body) {
-                Ok(request) => {
-                    let context = inner.autoscaling_context();
-                    let result = lock(&inner.services).autoscaling.finish_refresh(
-                        &context,
-                        &request.group,
-                        &request.status,
-                        request.reason.as_deref(),
-                    );
-                    match result {
-                        Ok(refresh) => control_json(StatusCode::OK, refresh),
-                        Err(error) => control_error(&error),
-                    }
-                }
-                Err(response) => response,
-            }
+            let request: FinishRefresh = parse_control(body)?;
+            let context = inner.autoscaling_context();
+            lock(&inner.services).autoscaling.finish_refresh(
+                &context,
+                &request.group,
+                &request.status,
+                request.reason.as_deref(),
+            )
         }
-        (&Method::POST, "autoscaling/cancel-delay") => match parse_control::<CancelDelay>(body) {
-            Ok(request) => {
-                lock(&inner.services).autoscaling.cancel_delay =
-                    Duration::from_millis(request.milliseconds);
-                control_json(
-                    StatusCode::OK,
-                    json!({"milliseconds": request.milliseconds}),
-                )
-            }
-            Err(response) => response,
-        },
-        _ => control_json(
+        (&Method::POST, "autoscaling/cancel-delay") => {
+            let request: CancelDelay = parse_control(body)?;
+            lock(&inner.services).autoscaling.cancel_delay =
+                Duration::from_millis(request.milliseconds);
+            Ok(json!({"milliseconds": request.milliseconds}))
+        }
+        _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            json!({"error": "UnknownControlEndpoint", "message": format!("{method} /_bench/{path} is not a control endpoint")}),
-        ),
+            "UnknownControlEndpoint",
+            format!("{method} /_bench/{path} is not a control endpoint"),
+        )),
     }
 }
