@@ -4,3 +4,6 @@
 //! component rendering, the rebuild planner and the AWS adapters live here.
 
 pub mod aws;
+pub mod document;
+pub mod image;
+pub mod manifest;
