@@ -4,6 +4,7 @@
 //! component rendering, the rebuild planner and the AWS adapters live here.
 
 pub mod aws;
+pub mod config;
 pub mod document;
 pub mod image;
 pub mod manifest;
