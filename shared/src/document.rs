@@ -286,6 +286,7 @@ mod tests {
                 )
                 .unwrap(),
                 digest: Digest::parse(&format!("sha256:{:064x}", n + 1)).unwrap(),
+                pushed_at: None,
             })
             .collect()
     }

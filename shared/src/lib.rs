@@ -6,5 +6,6 @@
 pub mod aws;
 pub mod config;
 pub mod document;
+pub mod events;
 pub mod image;
 pub mod manifest;

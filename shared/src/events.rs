@@ -1,0 +1,402 @@
+//! ECR "ECR Image Action" events, delivered in an SQS batch or directly, read strictly.
+//!
+//! Every record ends up as exactly one of: a push to a watched image, ignored with a reason,
+//! or rejected with an error naming the field. Nothing is dropped without a trace.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::image::{Digest, ImageRef, InvalidImage, Registry, Repository, Tag, quote};
+
+/// A successful push that moved a watched tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub image: ImageRef,
+    pub digest: Digest,
+    pub time: DateTime<Utc>,
+    pub event_id: String,
+}
+
+/// Why a well-formed record needs no action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ignored {
+    NotAPush { action: String },
+    NotSuccessful { result: String },
+    PushByDigestOnly,
+    NotWatched { image: String },
+}
+
+impl std::fmt::Display for Ignored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ignored::NotAPush { action } => write!(f, "action-type is {action}, not PUSH"),
+            Ignored::NotSuccessful { result } => write!(f, "result is {result}, not SUCCESS"),
+            Ignored::PushByDigestOnly => {
+                f.write_str("push by digest only: image-tag is empty, so no tag moved")
+            }
+            Ignored::NotWatched { image } => write!(f, "{image} is not a watched image"),
+        }
+    }
+}
+
+/// Why a record cannot be read. It names the field; the value, if shown, is escaped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("the record body is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("field `{field}` is missing or not a string")]
+    Missing { field: &'static str },
+    #[error("field `{field}` is {value}, expected {expected}")]
+    Unexpected {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("field `{field}`: {source}")]
+    Invalid {
+        field: &'static str,
+        source: InvalidImage,
+    },
+}
+
+/// What one record amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Push(Push),
+    Ignored(Ignored),
+    Rejected(Rejected),
+}
+
+/// One record of the input with the id SQS knows it by (`None` for a direct invoke).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputRecord {
+    pub message_id: Option<String>,
+    pub record: Record,
+}
+
+/// Splits the function's input into its records: an SQS batch (`Records`) whose bodies are
+/// EventBridge events, or one bare EventBridge event.
+pub fn read_input(input: &Value, watched: &[ImageRef]) -> Result<Vec<InputRecord>, Rejected> {
+    if let Some(records) = input.get("Records") {
+        let records = records
+            .as_array()
+            .ok_or(Rejected::Missing { field: "Records" })?;
+        return Ok(records
+            .iter()
+            .map(|record| {
+                let message_id = record
+                    .get("messageId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let outcome = match record.get("body").and_then(Value::as_str) {
+                    None => Record::Rejected(Rejected::Missing { field: "body" }),
+                    Some(body) => match serde_json::from_str::<Value>(body) {
+                        Ok(event) if event.is_object() => classify(&event, watched),
+                        Ok(_) => Record::Rejected(Rejected::NotJson(
+                            "it is JSON, but not an object".to_owned(),
+                        )),
+                        Err(error) => Record::Rejected(Rejected::NotJson(error.to_string())),
+                    },
+                };
+                InputRecord {
+                    message_id,
+                    record: outcome,
+                }
+            })
+            .collect());
+    }
+    if !input.is_object() {
+        return Err(Rejected::NotJson(
+            "the input is neither an SQS batch nor an EventBridge event".to_owned(),
+        ));
+    }
+    Ok(vec![InputRecord {
+        message_id: None,
+        record: classify(input, watched),
+    }])
+}
+
+fn text<'a>(event: &'a Value, pointer: &str, field: &'static str) -> Result<&'a str, Rejected> {
+    event
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or(Rejected::Missing { field })
+}
+
+fn expect(
+    event: &Value,
+    pointer: &str,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<(), Rejected> {
+    let value = text(event, pointer, field)?;
+    if value == expected {
+        Ok(())
+    } else {
+        Err(Rejected::Unexpected {
+            field,
+            value: quote(value),
+            expected,
+        })
+    }
+}
+
+/// Reads one EventBridge event. Every field is validated before the watch list is consulted,
+/// so a hostile value is rejected even for a repository nobody watches.
+pub fn classify(event: &Value, watched: &[ImageRef]) -> Record {
+    match classify_checked(event, watched) {
+        Ok(record) => record,
+        Err(rejected) => Record::Rejected(rejected),
+    }
+}
+
+fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejected> {
+    expect(event, "/source", "source", "aws.ecr")?;
+    expect(event, "/detail-type", "detail-type", "ECR Image Action")?;
+    let event_id = text(event, "/id", "id")?.to_owned();
+    if event_id.is_empty()
+        || event_id.len() > 128
+        || !event_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Rejected::Unexpected {
+            field: "id",
+            value: quote(&event_id),
+            expected: "an event id (letters, digits, -)",
+        });
+    }
+    let time = text(event, "/time", "time")?;
+    let time = DateTime::parse_from_rfc3339(time)
+        .map_err(|_| Rejected::Unexpected {
+            field: "time",
+            value: quote(time),
+            expected: "an RFC 3339 timestamp",
+        })?
+        .with_timezone(&Utc);
+    let account = text(event, "/account", "account")?;
+    let region = text(event, "/region", "region")?;
+    let registry = Registry::for_account(account, region).map_err(|source| Rejected::Invalid {
+        field: "account/region",
+        source,
+    })?;
+    let action = text(event, "/detail/action-type", "detail.action-type")?;
+    let result = text(event, "/detail/result", "detail.result")?;
+    let repository = Repository::parse(text(
+        event,
+        "/detail/repository-name",
+        "detail.repository-name",
+    )?)
+    .map_err(|source| Rejected::Invalid {
+        field: "detail.repository-name",
+        source,
+    })?;
+    let digest = Digest::parse(text(event, "/detail/image-digest", "detail.image-digest")?)
+        .map_err(|source| Rejected::Invalid {
+            field: "detail.image-digest",
+            source,
+        })?;
+    let tag = text(event, "/detail/image-tag", "detail.image-tag")?;
+    let tag = if tag.is_empty() {
+        None
+    } else {
+        Some(Tag::parse(tag).map_err(|source| Rejected::Invalid {
+            field: "detail.image-tag",
+            source,
+        })?)
+    };
+    for (field, value) in [("detail.action-type", action), ("detail.result", result)] {
+        if value.is_empty()
+            || value.len() > 32
+            || !value.chars().all(|c| c.is_ascii_alphabetic() || c == '_')
+        {
+            return Err(Rejected::Unexpected {
+                field,
+                value: quote(value),
+                expected: "an upper-case word",
+            });
+        }
+    }
+    if action != "PUSH" {
+        return Ok(Record::Ignored(Ignored::NotAPush {
+            action: action.to_owned(),
+        }));
+    }
+    if result != "SUCCESS" {
+        return Ok(Record::Ignored(Ignored::NotSuccessful {
+            result: result.to_owned(),
+        }));
+    }
+    let Some(tag) = tag else {
+        return Ok(Record::Ignored(Ignored::PushByDigestOnly));
+    };
+    let image = ImageRef {
+        registry,
+        repository,
+        tag,
+    };
+    if !watched.contains(&image) {
+        return Ok(Record::Ignored(Ignored::NotWatched {
+            image: image.to_string(),
+        }));
+    }
+    Ok(Record::Push(Push {
+        image,
+        digest,
+        time,
+        event_id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn watched() -> Vec<ImageRef> {
+        let registry = Registry::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();
+        vec![ImageRef::parse("team/web:v42", &registry).unwrap()]
+    }
+
+    fn push(detail: Value) -> Value {
+        let mut event = json!({
+            "version": "0", "id": "4f5ec4d5-5ea8-a2b6-0c2c-6c3bbd4a5e01", "detail-type": "ECR Image Action",
+            "source": "aws.ecr", "account": "123456789012", "time": "2026-11-10T18:22:05Z", "region": "us-east-1",
+            "resources": [],
+            "detail": {"result": "SUCCESS", "repository-name": "team/web", "action-type": "PUSH", "image-tag": "v42",
+                       "image-digest": format!("sha256:{}", "d".repeat(64))},
+        });
+        for (key, value) in detail.as_object().unwrap() {
+            event["detail"][key] = value.clone();
+        }
+        event
+    }
+
+    #[test]
+    fn a_watched_push_is_a_change() {
+        let Record::Push(push) = classify(&push(json!({})), &watched()) else {
+            panic!()
+        };
+        assert_eq!(
+            push.image.to_string(),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v42"
+        );
+        assert_eq!(push.time.to_rfc3339(), "2026-11-10T18:22:05+00:00");
+    }
+
+    #[test]
+    fn other_well_formed_records_are_ignored_with_a_reason() {
+        let cases = [
+            (
+                json!({"action-type": "DELETE"}),
+                Ignored::NotAPush {
+                    action: "DELETE".into(),
+                },
+            ),
+            (
+                json!({"result": "FAILURE"}),
+                Ignored::NotSuccessful {
+                    result: "FAILURE".into(),
+                },
+            ),
+            (json!({"image-tag": ""}), Ignored::PushByDigestOnly),
+            (
+                json!({"repository-name": "team/other"}),
+                Ignored::NotWatched {
+                    image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/other:v42".into(),
+                },
+            ),
+            (
+                json!({"image-tag": "v43"}),
+                Ignored::NotWatched {
+                    image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v43".into(),
+                },
+            ),
+        ];
+        for (detail, expected) in cases {
+            assert_eq!(
+                classify(&push(detail), &watched()),
+                Record::Ignored(expected)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_and_hostile_records_are_rejected_naming_the_field() {
+        let cases = [
+            (
+                json!({"repository-name": "team/web'; Remove-Item C:\\"}),
+                "detail.repository-name",
+            ),
+            (
+                json!({"repository-name": "$(calc)"}),
+                "detail.repository-name",
+            ),
+            (json!({"image-tag": "v1`calc`"}), "detail.image-tag"),
+            (json!({"image-tag": "v1\nphases:"}), "detail.image-tag"),
+            (json!({"image-tag": "ünïcode"}), "detail.image-tag"),
+            (json!({"image-tag": "x".repeat(10_000)}), "detail.image-tag"),
+            (
+                json!({"image-digest": "sha256:nothex"}),
+                "detail.image-digest",
+            ),
+            (json!({"repository-name": 42}), "detail.repository-name"),
+        ];
+        for (detail, field) in cases {
+            let Record::Rejected(rejected) = classify(&push(detail.clone()), &watched()) else {
+                panic!("{detail}")
+            };
+            let message = rejected.to_string();
+            assert!(message.contains(field), "{message}");
+            assert!(!message.contains('\n') && message.len() < 400, "{message}");
+        }
+        let mut no_account = push(json!({}));
+        no_account["account"] = json!("evil.com/x");
+        assert!(matches!(
+            classify(&no_account, &watched()),
+            Record::Rejected(Rejected::Invalid {
+                field: "account/region",
+                ..
+            })
+        ));
+        let mut not_ecr = push(json!({}));
+        not_ecr["source"] = json!("aws.s3");
+        assert!(matches!(
+            classify(&not_ecr, &watched()),
+            Record::Rejected(Rejected::Unexpected {
+                field: "source",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn sqs_batches_keep_message_ids_and_reject_bad_bodies() {
+        let batch = json!({"Records": [
+            {"messageId": "m-1", "body": push(json!({})).to_string()},
+            {"messageId": "m-2", "body": "not json"},
+            {"messageId": "m-3"},
+        ]});
+        let records = read_input(&batch, &watched()).unwrap();
+        assert_eq!(
+            records
+                .iter()
+                .map(|r| r.message_id.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("m-1"), Some("m-2"), Some("m-3")]
+        );
+        assert!(matches!(records[0].record, Record::Push(_)));
+        assert!(matches!(
+            records[1].record,
+            Record::Rejected(Rejected::NotJson(_))
+        ));
+        assert_eq!(
+            records[2].record,
+            Record::Rejected(Rejected::Missing { field: "body" })
+        );
+        let direct = read_input(&push(json!({})), &watched()).unwrap();
+        assert_eq!(direct[0].message_id, None);
+        assert!(read_input(&json!([1, 2]), &watched()).is_err());
+    }
+}
