@@ -126,96 +126,38 @@ fn render_unchecked(manifest: &Manifest, runtime: Runtime, component_name: &str)
             .or_default()
             .push(pinned);
     }
-    let store = match runtime {
-        Runtime::Containerd => "containerd (namespace k8s.io)",
-        Runtime::Docker => "Docker",
+    let (store, pull_functions, verify_functions) = match runtime {
+        Runtime::Containerd => (
+            "containerd (namespace k8s.io)",
+            CONTAINERD_PULL,
+            CONTAINERD_VERIFY,
+        ),
+        Runtime::Docker => ("Docker", DOCKER_PULL, DOCKER_VERIFY),
     };
 
-    let mut pull = String::new();
-    pull.push_str("$ErrorActionPreference = 'Stop'\n");
-    pull.push_str(runtime_prelude(runtime));
+    // Each value below is a validated image type inside single quotes; the functions pass
+    // them to native commands as arguments, never through another round of parsing.
+    let mut pull = String::from(pull_functions);
+    let mut verify = String::from(verify_functions);
     for (registry, images) in &by_registry {
-        // One login per registry; the password lives in a variable only, never in a command
-        // line AWSTOE echoes or logs.
         let _ = writeln!(
             pull,
-            "$password = (Get-ECRLoginCommand -Region '{}' -RegistryId '{}').Password",
+            "Connect-Registry '{}' '{}' '{registry}'",
             registry.region(),
             registry.account_id()
         );
-        if runtime == Runtime::Docker {
-            let _ = writeln!(
-                pull,
-                "Invoke-Checked 'docker login {registry}' {{ $password | docker login --username AWS --password-stdin '{registry}' | Out-Null }}"
-            );
-        }
         for pinned in images {
-            let name = pinned.image.name();
-            let by_digest = format!("{name}@{}", pinned.digest);
-            let by_tag = format!("{name}:{}", pinned.image.tag);
-            match runtime {
-                Runtime::Containerd => {
-                    let _ = writeln!(
-                        pull,
-                        "Invoke-Checked 'pull {by_digest}' {{ & $ctr -n k8s.io images pull --user ('AWS:' + $password) '{by_digest}' | Out-Null }}"
-                    );
-                    let _ = writeln!(
-                        pull,
-                        "Invoke-Checked 'tag {by_tag}' {{ & $ctr -n k8s.io images tag --force '{by_digest}' '{by_tag}' | Out-Null }}"
-                    );
-                }
-                Runtime::Docker => {
-                    let _ = writeln!(
-                        pull,
-                        "Invoke-Checked 'pull {by_digest}' {{ docker pull '{by_digest}' | Out-Null }}"
-                    );
-                    let _ = writeln!(
-                        pull,
-                        "Invoke-Checked 'tag {by_tag}' {{ docker tag '{by_digest}' '{by_tag}' }}"
-                    );
-                }
-            }
-        }
-        pull.push_str("$password = $null\n");
-    }
-
-    let mut verify = String::new();
-    verify.push_str("$ErrorActionPreference = 'Stop'\n");
-    verify.push_str(runtime_prelude(runtime));
-    match runtime {
-        Runtime::Containerd => {
-            verify.push_str("$present = & $ctr -n k8s.io images ls | Select-Object -Skip 1 | ForEach-Object { $f = -split $_; $f[0] + ' ' + $f[2] }\n");
-            for pinned in manifest.images() {
-                let name = pinned.image.name();
-                for reference in [
-                    format!("{name}@{}", pinned.digest),
-                    format!("{name}:{}", pinned.image.tag),
-                ] {
-                    let _ = writeln!(
-                        verify,
-                        "if ($present -notcontains '{reference} {}') {{ throw 'missing from the cache: {reference}' }}",
-                        pinned.digest
-                    );
-                }
-            }
-        }
-        Runtime::Docker => {
-            for pinned in manifest.images() {
-                let name = pinned.image.name();
-                let by_tag = format!("{name}:{}", pinned.image.tag);
-                let by_digest = format!("{name}@{}", pinned.digest);
-                let _ = writeln!(
-                    verify,
-                    "$image = docker image inspect '{by_tag}' | ConvertFrom-Json"
-                );
-                let _ = writeln!(
-                    verify,
-                    "if ($LASTEXITCODE -ne 0 -or $image[0].RepoDigests -notcontains '{by_digest}') {{ throw 'missing from the cache: {by_tag} at {}' }}",
-                    pinned.digest
-                );
-            }
+            let call = format!(
+                "'{}' '{}' '{}'",
+                pinned.image.name(),
+                pinned.digest,
+                pinned.image.tag
+            );
+            let _ = writeln!(pull, "Save-CachedImage {call}");
+            let _ = writeln!(verify, "Test-CachedImage {call}");
         }
     }
+    pull.push_str("$script:password = $null\n");
     verify.push_str("Write-Output 'prepull: every cached image is present with its digest'\n");
 
     let mut document = String::new();
@@ -239,17 +181,48 @@ fn render_unchecked(manifest: &Manifest, runtime: Runtime, component_name: &str)
     document
 }
 
-fn runtime_prelude(runtime: Runtime) -> &'static str {
-    match runtime {
-        Runtime::Containerd => concat!(
-            "$ctr = Join-Path $env:ProgramFiles 'containerd\\ctr.exe'\n",
-            "function Invoke-Checked([string]$What, [scriptblock]$Command) { & $Command; if ($LASTEXITCODE -ne 0) { throw \"$What failed with exit code $LASTEXITCODE\" } }\n",
-        ),
-        Runtime::Docker => {
-            "function Invoke-Checked([string]$What, [scriptblock]$Command) { & $Command; if ($LASTEXITCODE -ne 0) { throw \"$What failed with exit code $LASTEXITCODE\" } }\n"
-        }
-    }
-}
+// The ECR password is held in a script variable and handed to the runtime directly; it is
+// never part of a command line that AWSTOE echoes or logs.
+const CONTAINERD_PULL: &str = concat!(
+    "$ErrorActionPreference = 'Stop'\n",
+    "$ctr = Join-Path $env:ProgramFiles 'containerd\\ctr.exe'\n",
+    "function Invoke-Checked([string]$What, [scriptblock]$Command) { & $Command; if ($LASTEXITCODE -ne 0) { throw \"$What failed with exit code $LASTEXITCODE\" } }\n",
+    "function Connect-Registry([string]$Region, [string]$Account, [string]$Registry) { $script:password = (Get-ECRLoginCommand -Region $Region -RegistryId $Account).Password }\n",
+    "function Save-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
+    "  Invoke-Checked \"pull $Name@$Digest\" { & $ctr -n k8s.io images pull --user ('AWS:' + $script:password) \"$Name@$Digest\" | Out-Null }\n",
+    "  Invoke-Checked \"tag ${Name}:$Tag\" { & $ctr -n k8s.io images tag --force \"$Name@$Digest\" \"${Name}:$Tag\" | Out-Null }\n",
+    "}\n",
+);
+
+const CONTAINERD_VERIFY: &str = concat!(
+    "$ErrorActionPreference = 'Stop'\n",
+    "$ctr = Join-Path $env:ProgramFiles 'containerd\\ctr.exe'\n",
+    "$present = & $ctr -n k8s.io images ls | Select-Object -Skip 1 | ForEach-Object { $f = -split $_; $f[0] + ' ' + $f[2] }\n",
+    "function Test-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
+    "  foreach ($reference in @(\"$Name@$Digest\", \"${Name}:$Tag\")) { if ($present -notcontains \"$reference $Digest\") { throw \"missing from the cache: $reference\" } }\n",
+    "}\n",
+);
+
+const DOCKER_PULL: &str = concat!(
+    "$ErrorActionPreference = 'Stop'\n",
+    "function Invoke-Checked([string]$What, [scriptblock]$Command) { & $Command; if ($LASTEXITCODE -ne 0) { throw \"$What failed with exit code $LASTEXITCODE\" } }\n",
+    "function Connect-Registry([string]$Region, [string]$Account, [string]$Registry) {\n",
+    "  $script:password = (Get-ECRLoginCommand -Region $Region -RegistryId $Account).Password\n",
+    "  Invoke-Checked \"docker login $Registry\" { $script:password | docker login --username AWS --password-stdin $Registry | Out-Null }\n",
+    "}\n",
+    "function Save-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
+    "  Invoke-Checked \"pull $Name@$Digest\" { docker pull \"$Name@$Digest\" | Out-Null }\n",
+    "  Invoke-Checked \"tag ${Name}:$Tag\" { docker tag \"$Name@$Digest\" \"${Name}:$Tag\" }\n",
+    "}\n",
+);
+
+const DOCKER_VERIFY: &str = concat!(
+    "$ErrorActionPreference = 'Stop'\n",
+    "function Test-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
+    "  $image = docker image inspect \"${Name}:$Tag\" | ConvertFrom-Json\n",
+    "  if ($LASTEXITCODE -ne 0 -or $image[0].RepoDigests -notcontains \"$Name@$Digest\") { throw \"missing from the cache: ${Name}:$Tag at $Digest\" }\n",
+    "}\n",
+);
 
 fn indent_into(document: &mut String, text: &str, spaces: usize) {
     for line in text.lines() {
@@ -335,28 +308,35 @@ mod tests {
     fn one_login_per_registry_and_every_image_by_digest() {
         let manifest = manifest(6);
         let containerd = render(&manifest, Runtime::Containerd, "prepull-cache").unwrap();
-        assert_eq!(containerd.matches("Get-ECRLoginCommand").count(), 2);
-        assert_eq!(
-            containerd
-                .matches("images pull --user ('AWS:' + $password) '")
-                .count(),
-            6
-        );
-        assert_eq!(
-            containerd.matches("-n k8s.io images tag --force").count(),
-            6
-        );
-        assert!(containerd.contains("'123456789012.dkr.ecr.us-east-1.amazonaws.com/team/service-001@sha256:0000000000000000000000000000000000000000000000000000000000000002' '123456789012.dkr.ecr.us-east-1.amazonaws.com/team/service-001:v1'"));
         let docker = render(&manifest, Runtime::Docker, "prepull-cache").unwrap();
-        assert_eq!(docker.matches("--password-stdin").count(), 2);
-        assert_eq!(docker.matches("docker pull '").count(), 6);
-        assert!(!docker.contains("k8s.io"));
         for document in [&containerd, &docker] {
+            assert_eq!(
+                document.matches("\nConnect-Registry '").count(),
+                0,
+                "calls are indented in the block"
+            );
+            assert_eq!(
+                document.matches(" Connect-Registry '").count(),
+                2,
+                "one login per registry"
+            );
+            assert!(document.contains(" Connect-Registry 'eu-west-1' '210987654321' '210987654321.dkr.ecr.eu-west-1.amazonaws.com'\n"));
+            assert_eq!(document.matches(" Save-CachedImage '").count(), 6);
+            assert_eq!(document.matches(" Test-CachedImage '").count(), 6);
+            assert!(document.contains(" Save-CachedImage '123456789012.dkr.ecr.us-east-1.amazonaws.com/team/service-001' 'sha256:0000000000000000000000000000000000000000000000000000000000000002' 'v1'\n"));
             assert!(
-                !document.contains("echo $password")
-                    && !document.contains("Write-Output $password")
+                !document.contains("echo") && !document.contains("Write-Output $script:password")
+            );
+            assert!(
+                document.contains("$script:password = $null"),
+                "the password does not outlive the pulls"
             );
         }
+        assert!(
+            containerd.contains("-n k8s.io images pull")
+                && containerd.contains("-n k8s.io images tag --force")
+        );
+        assert!(docker.contains("--password-stdin") && !docker.contains("k8s.io"));
     }
 
     #[test]
