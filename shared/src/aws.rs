@@ -12,6 +12,9 @@ use aws_config::{BehaviorVersion, SdkConfig};
 /// One client per AWS service prepull uses, built once at init and borrowed by handlers.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
+    /// The configuration the clients were built from, for clients made later (ECR in
+    /// another region).
+    pub config: SdkConfig,
     pub imagebuilder: aws_sdk_imagebuilder::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ssm: aws_sdk_ssm::Client,
@@ -28,6 +31,7 @@ impl AwsClients {
     /// Builds every client from an already loaded configuration.
     pub fn from_config(config: &SdkConfig) -> Self {
         Self {
+            config: config.clone(),
             imagebuilder: aws_sdk_imagebuilder::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),

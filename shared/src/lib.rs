@@ -4,8 +4,17 @@
 //! component rendering, the rebuild planner and the AWS adapters live here.
 
 pub mod aws;
+pub mod common;
 pub mod config;
 pub mod document;
+pub mod ecr;
+pub mod error;
 pub mod events;
 pub mod image;
+pub mod image_pushed;
+pub mod imagebuilder;
 pub mod manifest;
+pub mod plan;
+
+pub use common::Common;
+pub use error::PrepullError;

@@ -1,0 +1,15 @@
+//! The `image-pushed` Lambda: an SQS batch of ECR push events (or one event invoked
+//! directly) in, a JSON summary with `batchItemFailures` out.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    prepull::common::init_logging();
+    let common = prepull::Common::from_env().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        prepull::image_pushed::handle(&common, event.payload)
+    }))
+    .await
+}

@@ -1,0 +1,80 @@
+//! Digests of watched images nobody has pushed since prepull started watching them.
+
+use aws_config::SdkConfig;
+use aws_sdk_ecr::types::ImageIdentifier;
+use chrono::{DateTime, Utc};
+
+use crate::error::{PrepullError, aws_error};
+use crate::image::{Digest, ImageRef};
+use crate::manifest::Manifest;
+
+/// What ECR said about the images asked for.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub manifest: Manifest,
+    /// Images ECR does not have (no such repository or tag): they cannot be cached yet.
+    pub missing: Vec<ImageRef>,
+}
+
+/// Looks up each image's current digest with DescribeImages, in the image's own registry and
+/// region. A missing repository or tag is reported, not an error: the image is simply not
+/// cached until it exists.
+pub async fn resolve(
+    config: &SdkConfig,
+    home: &aws_sdk_ecr::Client,
+    images: &[ImageRef],
+) -> Result<Resolved, PrepullError> {
+    let mut resolved = Resolved::default();
+    let home_region = config.region().map(|r| r.as_ref().to_owned());
+    for image in images {
+        let regional;
+        let client = if home_region.as_deref() == Some(image.registry.region()) {
+            home
+        } else {
+            let regional_config = aws_sdk_ecr::config::Builder::from(config)
+                .region(aws_config::Region::new(image.registry.region().to_owned()))
+                .build();
+            regional = aws_sdk_ecr::Client::from_conf(regional_config);
+            &regional
+        };
+        let response = client
+            .describe_images()
+            .registry_id(image.registry.account_id())
+            .repository_name(image.repository.as_str())
+            .image_ids(
+                ImageIdentifier::builder()
+                    .image_tag(image.tag.as_str())
+                    .build(),
+            )
+            .send()
+            .await;
+        let details = match response {
+            Ok(response) => response.image_details,
+            Err(error) => {
+                let service = error.as_service_error();
+                if service.is_some_and(|e| {
+                    e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+                }) {
+                    resolved.missing.push(image.clone());
+                    continue;
+                }
+                return Err(aws_error("DescribeImages", error));
+            }
+        };
+        let detail = details.unwrap_or_default().into_iter().next();
+        let Some(detail) = detail else {
+            resolved.missing.push(image.clone());
+            continue;
+        };
+        let digest = detail.image_digest().unwrap_or_default();
+        let digest = Digest::parse(digest).map_err(|e| PrepullError::Unexpected {
+            what: "DescribeImages",
+            detail: e.to_string(),
+        })?;
+        let pushed_at = detail
+            .image_pushed_at()
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
+        resolved.manifest.pin(image.clone(), digest, pushed_at);
+    }
+    Ok(resolved)
+}

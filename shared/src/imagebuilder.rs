@@ -1,0 +1,314 @@
+//! Image Builder reads and writes, each one AWS call or one paginated listing. Decisions are
+//! made in [`crate::plan`]; these functions only carry them out.
+
+use aws_sdk_imagebuilder::Client;
+use aws_sdk_imagebuilder::types::{ComponentConfiguration, Filter, Ownership, Platform};
+use semver::Version;
+
+use crate::document;
+use crate::error::{PrepullError, aws_error};
+use crate::plan::{
+    BuildSummary, ComponentPlan, ComponentState, MANIFEST_TAG, RecipeReference, client_token,
+    recipe_reference,
+};
+
+fn build_number(arn: &str) -> u64 {
+    arn.rsplit('/')
+        .next()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the cache component: its highest version, and every build of that version.
+pub async fn read_component_state(
+    client: &Client,
+    component_name: &str,
+) -> Result<ComponentState, PrepullError> {
+    let mut versions: Vec<(Version, String)> = Vec::new();
+    let mut pages = client
+        .list_components()
+        .owner(Ownership::SelfValue)
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values(component_name)
+                .build(),
+        )
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("ListComponents", e))?;
+        for summary in page.component_version_list() {
+            let (Some(arn), Some(version)) = (summary.arn(), summary.version()) else {
+                continue;
+            };
+            if summary.name() != Some(component_name) {
+                continue;
+            }
+            if let Ok(version) = Version::parse(version) {
+                versions.push((version, arn.to_owned()));
+            }
+        }
+    }
+    let Some((latest_version, version_arn)) = versions.into_iter().max_by(|a, b| a.0.cmp(&b.0))
+    else {
+        return Ok(ComponentState::default());
+    };
+
+    let mut build_arns: Vec<String> = Vec::new();
+    let mut pages = client
+        .list_component_build_versions()
+        .component_version_arn(&version_arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("ListComponentBuildVersions", e))?;
+        build_arns.extend(
+            page.component_summary_list()
+                .iter()
+                .filter_map(|s| s.arn())
+                .map(str::to_owned),
+        );
+    }
+    build_arns.sort_by_key(|arn| build_number(arn));
+
+    let mut state = ComponentState {
+        latest_version: Some(latest_version),
+        ..ComponentState::default()
+    };
+    for arn in &build_arns {
+        let response = client
+            .get_component()
+            .component_build_version_arn(arn)
+            .send()
+            .await
+            .map_err(|e| aws_error("GetComponent", e))?;
+        let data = response
+            .component()
+            .and_then(|c| c.data())
+            .unwrap_or_default();
+        let (manifest, runtime) = document::read_manifest(data)?;
+        state.merged_manifest.merge_newest(&manifest);
+        state.latest_manifest = manifest;
+        state.latest_build_arn = Some(arn.clone());
+        state.latest_runtime = runtime;
+    }
+    Ok(state)
+}
+
+/// Creates a component version and returns its build-version ARN.
+pub async fn create_component(
+    client: &Client,
+    component_name: &str,
+    plan: &ComponentPlan,
+) -> Result<String, PrepullError> {
+    let response = client
+        .create_component()
+        .name(component_name)
+        .semantic_version(&plan.version)
+        .platform(Platform::Windows)
+        .description(&plan.description)
+        .change_description(format!(
+            "manifest {}",
+            &plan.manifest_hash[..16.min(plan.manifest_hash.len())]
+        ))
+        .data(&plan.document)
+        .client_token(&plan.client_token)
+        .tags(MANIFEST_TAG, &plan.manifest_hash)
+        .send()
+        .await
+        .map_err(|e| aws_error("CreateComponent", e))?;
+    response
+        .component_build_version_arn()
+        .map(str::to_owned)
+        .ok_or_else(|| PrepullError::Unexpected {
+            what: "CreateComponent",
+            detail: "the response has no componentBuildVersionArn".to_owned(),
+        })
+}
+
+/// Whether the ARN is the first build of its version, i.e. no concurrent writer made the
+/// same version first.
+pub fn is_first_build(component_build_arn: &str) -> bool {
+    build_number(component_build_arn) == 1
+}
+
+/// Points the pipeline at the new component build if its recipe pins the component: a new
+/// recipe version copying every field of the current one, then a read-modify-write of the
+/// pipeline that resends every field it read. Returns the new recipe ARN, if one was made.
+pub async fn follow_component_in_recipe(
+    client: &Client,
+    pipeline_arn: &str,
+    component_name: &str,
+    component_build_arn: &str,
+    manifest_hash: &str,
+) -> Result<Option<String>, PrepullError> {
+    let pipeline = client
+        .get_image_pipeline()
+        .image_pipeline_arn(pipeline_arn)
+        .send()
+        .await
+        .map_err(|e| aws_error("GetImagePipeline", e))?;
+    let pipeline = pipeline
+        .image_pipeline()
+        .ok_or_else(|| PrepullError::Unexpected {
+            what: "GetImagePipeline",
+            detail: "no imagePipeline in the response".to_owned(),
+        })?;
+    let recipe_arn = pipeline
+        .image_recipe_arn()
+        .ok_or_else(|| PrepullError::Unexpected {
+            what: "GetImagePipeline",
+            detail: format!("pipeline {pipeline_arn} has no image recipe"),
+        })?;
+    let recipe = client
+        .get_image_recipe()
+        .image_recipe_arn(recipe_arn)
+        .send()
+        .await
+        .map_err(|e| aws_error("GetImageRecipe", e))?;
+    let recipe = recipe
+        .image_recipe()
+        .ok_or_else(|| PrepullError::Unexpected {
+            what: "GetImageRecipe",
+            detail: "no imageRecipe in the response".to_owned(),
+        })?;
+    let arns: Vec<&str> = recipe
+        .components()
+        .iter()
+        .map(|c| c.component_arn())
+        .collect();
+    let index = match recipe_reference(&arns, component_name) {
+        Some(RecipeReference::Wildcard) => return Ok(None),
+        Some(RecipeReference::Pinned { index }) if arns[index] == component_build_arn => {
+            return Ok(None);
+        }
+        Some(RecipeReference::Pinned { index }) => index,
+        None => {
+            return Err(PrepullError::ComponentNotInRecipe {
+                pipeline: pipeline_arn.to_owned(),
+                recipe: recipe_arn.to_owned(),
+                component: component_name.to_owned(),
+            });
+        }
+    };
+    let current = recipe
+        .version()
+        .and_then(|v| Version::parse(v).ok())
+        .unwrap_or_else(|| Version::new(1, 0, 0));
+    let next = Version::new(current.major, current.minor, current.patch + 1).to_string();
+    let mut components: Vec<ComponentConfiguration> = recipe.components().to_vec();
+    components[index] = ComponentConfiguration::builder()
+        .component_arn(component_build_arn)
+        .set_parameters(recipe.components()[index].parameters.clone())
+        .build()
+        .map_err(|e| PrepullError::Unexpected {
+            what: "ComponentConfiguration",
+            detail: e.to_string(),
+        })?;
+    let created = client
+        .create_image_recipe()
+        .set_name(recipe.name().map(str::to_owned))
+        .set_description(recipe.description().map(str::to_owned))
+        .semantic_version(&next)
+        .set_components(Some(components))
+        .set_parent_image(recipe.parent_image().map(str::to_owned))
+        .set_block_device_mappings(recipe.block_device_mappings.clone())
+        .set_tags(recipe.tags.clone())
+        .set_working_directory(recipe.working_directory().map(str::to_owned))
+        .set_additional_instance_configuration(recipe.additional_instance_configuration().cloned())
+        .set_ami_tags(recipe.ami_tags.clone())
+        .client_token(client_token("r", &next, manifest_hash))
+        .send()
+        .await
+        .map_err(|e| aws_error("CreateImageRecipe", e))?;
+    let new_recipe_arn = created
+        .image_recipe_arn()
+        .ok_or_else(|| PrepullError::Unexpected {
+            what: "CreateImageRecipe",
+            detail: "no imageRecipeArn in the response".to_owned(),
+        })?
+        .to_owned();
+    client
+        .update_image_pipeline()
+        .image_pipeline_arn(pipeline_arn)
+        .set_description(pipeline.description().map(str::to_owned))
+        .image_recipe_arn(&new_recipe_arn)
+        .set_infrastructure_configuration_arn(
+            pipeline
+                .infrastructure_configuration_arn()
+                .map(str::to_owned),
+        )
+        .set_distribution_configuration_arn(
+            pipeline.distribution_configuration_arn().map(str::to_owned),
+        )
+        .set_image_tests_configuration(pipeline.image_tests_configuration().cloned())
+        .set_enhanced_image_metadata_enabled(pipeline.enhanced_image_metadata_enabled())
+        .set_schedule(pipeline.schedule().cloned())
+        .set_status(pipeline.status().cloned())
+        .set_image_scanning_configuration(pipeline.image_scanning_configuration().cloned())
+        .set_workflows(pipeline.workflows.clone())
+        .set_logging_configuration(pipeline.logging_configuration().cloned())
+        .set_execution_role(pipeline.execution_role().map(str::to_owned))
+        .set_image_tags(pipeline.image_tags.clone())
+        .client_token(client_token("p", &next, manifest_hash))
+        .send()
+        .await
+        .map_err(|e| aws_error("UpdateImagePipeline", e))?;
+    Ok(Some(new_recipe_arn))
+}
+
+/// Every image the pipeline has made, with its status and the manifest it was built for.
+pub async fn list_builds(
+    client: &Client,
+    pipeline_arn: &str,
+) -> Result<Vec<BuildSummary>, PrepullError> {
+    let mut builds = Vec::new();
+    let mut pages = client
+        .list_image_pipeline_images()
+        .image_pipeline_arn(pipeline_arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("ListImagePipelineImages", e))?;
+        for image in page.image_summary_list() {
+            builds.push(BuildSummary {
+                arn: image.arn().unwrap_or_default().to_owned(),
+                status: image
+                    .state()
+                    .and_then(|s| s.status())
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+                manifest_hash: image.tags().and_then(|t| t.get(MANIFEST_TAG)).cloned(),
+            });
+        }
+    }
+    Ok(builds)
+}
+
+/// Starts the pipeline and returns the new image's build-version ARN.
+pub async fn start_build(
+    client: &Client,
+    pipeline_arn: &str,
+    token: &str,
+    tags: &[(String, String)],
+) -> Result<String, PrepullError> {
+    let mut request = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn(pipeline_arn)
+        .client_token(token);
+    for (key, value) in tags {
+        request = request.tags(key, value);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| aws_error("StartImagePipelineExecution", e))?;
+    response
+        .image_build_version_arn()
+        .map(str::to_owned)
+        .ok_or_else(|| PrepullError::Unexpected {
+            what: "StartImagePipelineExecution",
+            detail: "no imageBuildVersionArn in the response".to_owned(),
+        })
+}
