@@ -335,7 +335,7 @@ mod tests {
         let stale = desired_manifest(
             &current,
             &watched,
-            &[push("team/web:v1", 'z', "2026-11-09T00:00:00Z")],
+            &[push("team/web:v1", '9', "2026-11-09T00:00:00Z")],
             &Manifest::new(),
         );
         assert_eq!(
