@@ -22,6 +22,15 @@ impl Common {
     }
 }
 
+/// Starts a function: JSON logging, then the validated configuration and the clients. A
+/// bad setting is logged and stops init with a message naming the variable.
+pub async fn init() -> Result<Common, PrepullError> {
+    init_logging();
+    Common::from_env()
+        .await
+        .inspect_err(|error| tracing::error!(error = %error, "init failed"))
+}
+
 /// JSON logs, one object a line, as Lambda's JSON log format expects. `RUST_LOG` (or
 /// `AWS_LAMBDA_LOG_LEVEL`, which Lambda sets from the function's logging config) picks the
 /// level; the default is `info`.

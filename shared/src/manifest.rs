@@ -147,6 +147,14 @@ impl Manifest {
     }
 }
 
+/// The SHA-256 of some bytes, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl FromIterator<PinnedImage> for Manifest {
     fn from_iter<I: IntoIterator<Item = PinnedImage>>(iter: I) -> Self {
         Self {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::document::{self, DocumentError, Runtime};
 use crate::events::Push;
 use crate::image::ImageRef;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, sha256_hex};
 
 /// The image tag that records which manifest a build was started for.
 pub const MANIFEST_TAG: &str = "prepull:manifest";
@@ -151,8 +151,11 @@ pub fn plan_component(
         &format!("prepull: {trigger}; {} images", change.desired.len()),
         1024,
     );
+    // The token follows the whole document, push times included: two writers that render the
+    // same text converge on one version, and two that differ both write and are merged later.
+    let client_token = client_token("c", &version, &sha256_hex(document.as_bytes()));
     Ok(Some(ComponentPlan {
-        client_token: client_token("c", &version, &manifest_hash),
+        client_token,
         version,
         description,
         document,

@@ -6,9 +6,11 @@
 //! - [`bench`]: both together, ready for a test or for the `prepull-bench` command.
 //! - [`fixtures`]: the JSON events under `tests/fixtures/`.
 //! - [`seed`]: an account set up through the real APIs, as a user would have it.
+//! - [`scenario`]: a seeded bench plus prepull's context, and events as AWS delivers them.
 
 pub mod bench;
 pub mod emulator;
 pub mod fixtures;
 pub mod moto;
+pub mod scenario;
 pub mod seed;

@@ -6,8 +6,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    prepull::common::init_logging();
-    let common = prepull::Common::from_env().await?;
+    let common = prepull::common::init().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         prepull::image_pushed::handle(&common, event.payload)
     }))

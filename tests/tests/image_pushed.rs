@@ -1,0 +1,674 @@
+//! image-pushed end to end on the bench: the shared handler, the real SDK clients, the
+//! emulated Image Builder and moto's ECR. Every test asserts the request log.
+
+use std::time::Duration;
+
+use prepull::document::{Runtime, read_manifest};
+use prepull::image_pushed::{Outcome, Summary, handle};
+use prepull_bench::emulator::{Fault, FaultKind, RecordedRequest};
+use prepull_bench::scenario::{REGISTRY, Scenario, ecr_event, push_event, sqs_batch};
+use prepull_bench::seed::{ComponentReference, PipelineSeed};
+use serde_json::Value;
+
+/// Event times after the seeded ECR images were pushed, as real events would be.
+fn at(offset_seconds: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_seconds))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn scenario(images: &[&str]) -> Scenario {
+    Scenario::start(images, PipelineSeed::default(), &[])
+        .await
+        .expect("the bench starts and is seeded")
+}
+
+fn successful(requests: Vec<RecordedRequest>) -> Vec<RecordedRequest> {
+    requests
+        .into_iter()
+        .filter(RecordedRequest::succeeded)
+        .collect()
+}
+
+fn operations(s: &Scenario) -> Vec<String> {
+    s.bench
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect()
+}
+
+async fn latest_document(s: &Scenario) -> String {
+    let arn = "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/x.x.x";
+    let component = s
+        .imagebuilder
+        .get_component()
+        .component_build_version_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    component.component().unwrap().data().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn one_push_creates_one_component_version_and_starts_one_build() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    let digest = s.push("team/web", "v42", "web v42 build 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert_eq!(
+        summary.component_version.as_deref(),
+        Some("1.0.1"),
+        "the seeded bootstrap is 1.0.0"
+    );
+    assert!(summary.batch_item_failures.is_empty());
+    assert_eq!(summary.images.len(), 2, "team/api was resolved through ECR");
+    assert!(
+        summary
+            .images
+            .contains(&format!("{REGISTRY}/team/web:v42@{digest}"))
+    );
+
+    let creates = successful(s.bench.emulator.requests_of("CreateComponent"));
+    assert_eq!(creates.len(), 1);
+    let create = &creates[0].params;
+    assert_eq!(
+        (
+            create["semanticVersion"].as_str(),
+            create["platform"].as_str()
+        ),
+        (Some("1.0.1"), Some("Windows"))
+    );
+    assert!(
+        create["description"]
+            .as_str()
+            .unwrap()
+            .contains("push of team/web:v42")
+    );
+    let document = create["data"].as_str().unwrap();
+    let (manifest, runtime) = read_manifest(document).unwrap();
+    assert_eq!(runtime, Some(Runtime::Containerd));
+    assert_eq!(manifest.hash(), summary.manifest_hash.clone().unwrap());
+    assert!(document.contains(&format!(
+        " Save-CachedImage '{REGISTRY}/team/web' '{digest}' 'v42'\n"
+    )));
+    assert_eq!(
+        document,
+        prepull::document::render(&manifest, Runtime::Containerd, "prepull-cache").unwrap(),
+        "the expected document, byte for byte"
+    );
+
+    let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
+    assert_eq!(starts.len(), 1);
+    assert_eq!(
+        starts[0].params["tags"]["prepull:manifest"],
+        summary.manifest_hash.clone().unwrap()
+    );
+    assert_eq!(starts[0].params["tags"]["prepull:trigger"], "ecr-push");
+    assert_eq!(
+        starts[0].params["imagePipelineArn"],
+        s.pipeline.pipeline_arn
+    );
+    assert_eq!(
+        s.bench.emulator.requests_of("DescribeImages").len(),
+        1,
+        "only the image nobody pushed is looked up"
+    );
+    let mutating: Vec<String> = s
+        .bench
+        .emulator
+        .mutating_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(
+        mutating,
+        ["CreateComponent", "StartImagePipelineExecution"],
+        "the recipe uses x.x.x: left alone"
+    );
+}
+
+#[tokio::test]
+async fn fifty_pushes_over_ten_repositories_make_one_version_and_one_build() {
+    let images: Vec<String> = (0..10).map(|n| format!("team/svc{n}:live")).collect();
+    let image_refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let s = scenario(&image_refs).await;
+    let mut events = Vec::new();
+    let mut last_digest = Vec::new();
+    for round in 0..5 {
+        for n in 0..10 {
+            let digest = s
+                .push(
+                    &format!("team/svc{n}"),
+                    "live",
+                    &format!("svc{n} round {round}"),
+                )
+                .await
+                .unwrap();
+            let time = at(round * 10 + n);
+            events.push(push_event(
+                &format!("e-{round}-{n}"),
+                &format!("team/svc{n}"),
+                "live",
+                &digest,
+                &time,
+            ));
+            if round == 4 {
+                last_digest.push(digest);
+            }
+        }
+    }
+    s.bench.emulator.clear_requests();
+    let summary = handle(&s.common, sqs_batch(&events)).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("CreateComponent")).len(),
+        1
+    );
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).len(),
+        1
+    );
+    assert!(
+        s.bench.emulator.requests_of("DescribeImages").is_empty(),
+        "every image came with a push"
+    );
+    let (manifest, _) = read_manifest(&latest_document(&s).await).unwrap();
+    let digests: Vec<String> = manifest.images().map(|p| p.digest.to_string()).collect();
+    assert_eq!(digests, last_digest, "the newest push of each image wins");
+}
+
+#[tokio::test]
+async fn the_same_batch_twice_makes_no_second_version_and_no_second_build() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = s.push("team/web", "v42", "web v42 build 2").await.unwrap();
+    let batch = sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]);
+    let first = handle(&s.common, batch.clone()).await.unwrap();
+    s.bench.emulator.clear_requests();
+
+    let second = handle(&s.common, batch).await.unwrap();
+    assert_eq!(second.outcome, Outcome::UpToDate);
+    assert_eq!(second.component_version, first.component_version);
+    assert_eq!(
+        second.image_build_version_arn,
+        first.image_build_version_arn
+    );
+    assert!(
+        s.bench.emulator.mutating_requests().is_empty(),
+        "{:?}",
+        operations(&s)
+    );
+
+    // A re-push of the same digest under the same tag is the same manifest too.
+    s.bench.emulator.clear_requests();
+    let repush = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-2", "team/web", "v42", &digest, &at(120))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(repush.outcome, Outcome::UpToDate);
+    assert!(s.bench.emulator.mutating_requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_push_during_a_build_makes_a_new_version_but_no_new_build() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    let first_digest = s.push("team/web", "v42", "web 2").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &first_digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    let running = first.image_build_version_arn.clone().unwrap();
+    s.bench.emulator.clear_requests();
+
+    let api_digest = s.push("team/api", "v7", "api 2").await.unwrap();
+    let api_batch = sqs_batch(&[push_event("e-2", "team/api", "v7", &api_digest, &at(60))]);
+    s.bench.emulator.clear_requests();
+    let second = handle(&s.common, api_batch.clone()).await.unwrap();
+    assert_eq!(second.outcome, Outcome::QueuedBehindRunningBuild);
+    assert_eq!(second.component_version.as_deref(), Some("1.0.2"));
+    assert_eq!(
+        second.image_build_version_arn.as_deref(),
+        Some(running.as_str())
+    );
+    let mutating: Vec<String> = s
+        .bench
+        .emulator
+        .mutating_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(mutating, ["CreateComponent"]);
+
+    // Once the build ends, a retry of the same batch starts the build it was queued for.
+    s.bench
+        .emulator
+        .finish_image(&running, "AVAILABLE", None)
+        .unwrap();
+    s.bench.emulator.clear_requests();
+    let retried = handle(&s.common, api_batch).await.unwrap();
+    assert_eq!(retried.outcome, Outcome::BuildStarted);
+    let mutating: Vec<String> = s
+        .bench
+        .emulator
+        .mutating_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(
+        mutating,
+        ["StartImagePipelineExecution"],
+        "no second version for the same manifest"
+    );
+}
+
+#[tokio::test]
+async fn unwatched_deleted_failed_and_digest_only_records_make_no_aws_call() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let events = [
+        push_event("e-1", "team/other", "v42", &digest, &at(0)),
+        push_event("e-2", "team/web", "v43", &digest, &at(0)),
+        ecr_event(
+            "e-3",
+            "DELETE",
+            "SUCCESS",
+            "team/web",
+            "v42",
+            &digest,
+            &at(0),
+        ),
+        ecr_event("e-4", "PUSH", "FAILURE", "team/web", "v42", &digest, &at(0)),
+        push_event("e-5", "team/web", "", &digest, &at(0)),
+    ];
+    let summary = handle(&s.common, sqs_batch(&events)).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert_eq!(summary.ignored.len(), 5);
+    assert!(
+        summary.batch_item_failures.is_empty(),
+        "ignored records are done, not failed"
+    );
+    assert!(
+        s.bench.emulator.requests().is_empty(),
+        "not even a read: {:?}",
+        operations(&s)
+    );
+
+    for fixture in [
+        "sqs-ecr-delete.json",
+        "sqs-ecr-push-failed.json",
+        "sqs-ecr-push-by-digest.json",
+    ] {
+        let batch = prepull_bench::fixtures::load(fixture).unwrap();
+        let summary = handle(&s.common, batch).await.unwrap();
+        assert_eq!(summary.outcome, Outcome::Ignored, "{fixture}");
+    }
+    assert!(s.bench.emulator.requests().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_names_and_tags_are_rejected_to_the_dead_letter_queue_with_no_mutating_call() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = s.push("team/web", "v42", "web 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+    let long = "a".repeat(10_000);
+    let hostile: Vec<(&str, &str)> = vec![
+        ("team/web'; Remove-Item -Recurse C:\\ ; '", "v42"),
+        ("team/web\"", "v42"),
+        ("team/web;calc", "v42"),
+        ("$(Invoke-Expression calc)", "v42"),
+        ("`calc`", "v42"),
+        ("team/web\nphases:", "v42"),
+        ("tëam/web", "v42"),
+        (&long, "v42"),
+        ("team/web", "v42'; calc; '"),
+        ("team/web", "v42$(calc)"),
+        ("team/web", "v42`n"),
+        ("team/web", "v42\r\n- name: evil"),
+        ("team/web", "ünïcode"),
+        ("team/web", &long),
+    ];
+    let mut events: Vec<Value> = hostile
+        .iter()
+        .enumerate()
+        .map(|(n, (repo, tag))| push_event(&format!("h-{n}"), repo, tag, &digest, &at(0)))
+        .collect();
+    events.push(push_event("ok", "team/web", "v42", &digest, &at(0)));
+    let mut bad_digest = push_event("h-digest", "team/web", "v42", "sha256:$(calc)", &at(0));
+    bad_digest["detail"]["image-digest"] = Value::String("sha256:' ; calc".to_owned());
+    events.push(bad_digest);
+
+    let summary = handle(&s.common, sqs_batch(&events)).await.unwrap();
+    assert_eq!(summary.rejected.len(), hostile.len() + 1);
+    let failed: Vec<&str> = summary
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let mut expected: Vec<String> = (0..hostile.len()).map(|n| format!("m-{n}")).collect();
+    expected.push(format!("m-{}", hostile.len() + 1));
+    assert_eq!(
+        failed, expected,
+        "every hostile record goes to the DLQ; the good one does not"
+    );
+    for note in &summary.rejected {
+        assert!(
+            note.reason.contains("detail.repository-name")
+                || note.reason.contains("detail.image-tag")
+                || note.reason.contains("detail.image-digest"),
+            "{}",
+            note.reason
+        );
+        assert!(!note.reason.contains('\n') && note.reason.len() < 400);
+    }
+    // The good record in the same batch still goes through.
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    let created = &successful(s.bench.emulator.requests_of("CreateComponent"))[0].params["data"];
+    for needle in ["calc", "Remove-Item", "ünïcode", "\r"] {
+        assert!(
+            !created.as_str().unwrap().contains(needle),
+            "{needle} reached the document"
+        );
+    }
+
+    // A batch of only hostile records makes no call at all.
+    s.bench.emulator.clear_requests();
+    let only_hostile = sqs_batch(&events[..hostile.len()]);
+    let summary = handle(&s.common, only_hostile).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Rejected);
+    assert!(s.bench.emulator.requests().is_empty());
+
+    // Invoked directly, a hostile event is an error naming the field, and makes no call.
+    let error = handle(&s.common, events[0].clone()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("detail.repository-name"),
+        "{error}"
+    );
+    assert!(!error.is_retryable());
+    assert!(s.bench.emulator.requests().is_empty());
+}
+
+#[tokio::test]
+async fn two_handlers_racing_on_different_batches_lose_nothing() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    // Version 1.0.1 knows both images, so neither racer needs ECR and each keeps the other's
+    // old digest: a genuine conflict.
+    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
+    )
+    .await
+    .unwrap();
+    s.bench
+        .emulator
+        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
+        .unwrap();
+    let web = s.push("team/web", "v42", "web 2").await.unwrap();
+    let api = s.push("team/api", "v7", "api 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+
+    // Both handlers read the state before either writes: hold both writes back a little.
+    s.bench.emulator.inject(Fault::slow(
+        "CreateComponent",
+        Duration::from_millis(300),
+        2,
+    ));
+    let (a, b) = tokio::join!(
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))])
+        ),
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))])
+        ),
+    );
+    let (a, b): (Summary, Summary) = (a.expect("no error"), b.expect("no error"));
+
+    let versions: Vec<String> = successful(s.bench.emulator.requests_of("CreateComponent"))
+        .iter()
+        .map(|r| r.params["semanticVersion"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        versions,
+        ["1.0.2", "1.0.2", "1.0.3"],
+        "both wrote 1.0.2; the one that got build 2 merged into 1.0.3"
+    );
+    let builds = s
+        .imagebuilder
+        .list_component_build_versions()
+        .component_version_arn(
+            "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/1.0.2",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(builds.component_summary_list().len(), 2);
+    let (manifest, _) = read_manifest(&latest_document(&s).await).unwrap();
+    let digests: Vec<String> = manifest.images().map(|p| p.digest.to_string()).collect();
+    assert_eq!(
+        digests,
+        [api.clone(), web.clone()],
+        "the latest version holds both pushes"
+    );
+    assert!(
+        [&a, &b]
+            .iter()
+            .any(|x| x.component_version.as_deref() == Some("1.0.3"))
+    );
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).len(),
+        1,
+        "one build at a time; the other change waits for build-finished's follow-up"
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_are_retried_and_succeed() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = s.push("team/web", "v42", "web 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+    s.bench
+        .emulator
+        .inject(Fault::new("CreateComponent", FaultKind::Throttle, 1));
+    s.bench
+        .emulator
+        .inject(Fault::new("CreateComponent", FaultKind::ServerError, 1));
+    s.bench.emulator.inject(Fault::new(
+        "StartImagePipelineExecution",
+        FaultKind::Throttle,
+        1,
+    ));
+    s.bench.emulator.inject(Fault::new(
+        "StartImagePipelineExecution",
+        FaultKind::Unavailable,
+        1,
+    ));
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    let creates = s.bench.emulator.requests_of("CreateComponent");
+    assert_eq!(
+        creates.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [400, 500, 200]
+    );
+    assert!(
+        creates
+            .iter()
+            .all(|r| r.params["clientToken"] == creates[2].params["clientToken"]),
+        "one token across retries"
+    );
+    let starts = s.bench.emulator.requests_of("StartImagePipelineExecution");
+    assert_eq!(
+        starts.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [400, 503, 200]
+    );
+
+    // When the SDK's retries run out, the handler fails the batch as retryable; the queue's
+    // retry then finds the version made and does only what is missing.
+    let next = s.push("team/web", "v42", "web 3").await.unwrap();
+    s.bench.emulator.inject(Fault::new(
+        "StartImagePipelineExecution",
+        FaultKind::ServerError,
+        3,
+    ));
+    let image = summary.image_build_version_arn.unwrap();
+    s.bench
+        .emulator
+        .finish_image(&image, "AVAILABLE", None)
+        .unwrap();
+    let batch = sqs_batch(&[push_event("e-2", "team/web", "v42", &next, &at(180))]);
+    let error = handle(&s.common, batch.clone()).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    s.bench.emulator.clear_requests();
+    let retried = handle(&s.common, batch).await.unwrap();
+    assert_eq!(retried.outcome, Outcome::BuildStarted);
+    let mutating: Vec<String> = s
+        .bench
+        .emulator
+        .mutating_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(mutating, ["StartImagePipelineExecution"]);
+}
+
+#[tokio::test]
+async fn a_pinned_recipe_gets_a_new_version_and_the_pipeline_keeps_every_other_field() {
+    let seed = PipelineSeed {
+        reference: ComponentReference::Pinned,
+        ..PipelineSeed::default()
+    };
+    let s = Scenario::start(&["team/web:v42"], seed, &[("PREPULL_RUNTIME", "docker")])
+        .await
+        .unwrap();
+    let before = s
+        .imagebuilder
+        .get_image_pipeline()
+        .image_pipeline_arn(&s.pipeline.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    let before = before.image_pipeline().unwrap().clone();
+    let digest = s.push("team/web", "v42", "web 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    let new_recipe = summary.recipe_arn.clone().expect("a new recipe version");
+    assert!(
+        new_recipe.ends_with("/prepull-windows-cache-recipe/1.0.1"),
+        "{new_recipe}"
+    );
+    let recipe = s
+        .imagebuilder
+        .get_image_recipe()
+        .image_recipe_arn(&new_recipe)
+        .send()
+        .await
+        .unwrap();
+    let recipe = recipe.image_recipe().unwrap();
+    let arns: Vec<&str> = recipe
+        .components()
+        .iter()
+        .map(|c| c.component_arn())
+        .collect();
+    assert_eq!(
+        arns[1],
+        summary.component_build_version_arn.clone().unwrap(),
+        "the new component build is swapped in"
+    );
+    assert!(
+        arns[0].ends_with("/update-windows/x.x.x"),
+        "the other component is kept"
+    );
+    let old = s
+        .imagebuilder
+        .get_image_recipe()
+        .image_recipe_arn(&s.pipeline.recipe_arn)
+        .send()
+        .await
+        .unwrap();
+    let old = old.image_recipe().unwrap();
+    assert_eq!(
+        (
+            recipe.parent_image(),
+            recipe.working_directory(),
+            recipe.description()
+        ),
+        (
+            old.parent_image(),
+            old.working_directory(),
+            old.description()
+        )
+    );
+
+    let after = s
+        .imagebuilder
+        .get_image_pipeline()
+        .image_pipeline_arn(&s.pipeline.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    let after = after.image_pipeline().unwrap();
+    assert_eq!(after.image_recipe_arn(), Some(new_recipe.as_str()));
+    assert_eq!(after.description(), before.description());
+    assert_eq!(
+        after.distribution_configuration_arn(),
+        before.distribution_configuration_arn()
+    );
+    assert_eq!(
+        after.infrastructure_configuration_arn(),
+        before.infrastructure_configuration_arn()
+    );
+    assert_eq!(after.status(), before.status());
+    assert_eq!(
+        after.image_tests_configuration(),
+        before.image_tests_configuration()
+    );
+    assert_eq!(
+        after.enhanced_image_metadata_enabled(),
+        before.enhanced_image_metadata_enabled()
+    );
+    let mutating: Vec<String> = s
+        .bench
+        .emulator
+        .mutating_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert_eq!(
+        mutating,
+        [
+            "CreateComponent",
+            "CreateImageRecipe",
+            "UpdateImagePipeline",
+            "StartImagePipelineExecution"
+        ]
+    );
+    let document = &s.bench.emulator.requests_of("CreateComponent")[0].params["data"];
+    assert!(
+        document.as_str().unwrap().contains("docker pull"),
+        "PREPULL_RUNTIME=docker renders for Docker"
+    );
+}
