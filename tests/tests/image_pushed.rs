@@ -121,13 +121,7 @@ async fn one_push_creates_one_component_version_and_starts_one_build() {
         1,
         "only the image nobody pushed is looked up"
     );
-    let mutating: Vec<String> = s
-        .bench
-        .emulator
-        .mutating_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let mutating = s.bench.emulator.mutating_operations();
     assert_eq!(
         mutating,
         ["CreateComponent", "StartImagePipelineExecution"],
@@ -241,13 +235,7 @@ async fn a_push_during_a_build_makes_a_new_version_but_no_new_build() {
         second.image_build_version_arn.as_deref(),
         Some(running.as_str())
     );
-    let mutating: Vec<String> = s
-        .bench
-        .emulator
-        .mutating_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let mutating = s.bench.emulator.mutating_operations();
     assert_eq!(mutating, ["CreateComponent"]);
 
     // Once the build ends, a retry of the same batch starts the build it was queued for.
@@ -258,13 +246,7 @@ async fn a_push_during_a_build_makes_a_new_version_but_no_new_build() {
     s.bench.emulator.clear_requests();
     let retried = handle(&s.common, api_batch).await.unwrap();
     assert_eq!(retried.outcome, Outcome::BuildStarted);
-    let mutating: Vec<String> = s
-        .bench
-        .emulator
-        .mutating_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let mutating = s.bench.emulator.mutating_operations();
     assert_eq!(
         mutating,
         ["StartImagePipelineExecution"],
@@ -538,13 +520,7 @@ async fn throttling_and_server_errors_are_retried_and_succeed() {
     s.bench.emulator.clear_requests();
     let retried = handle(&s.common, batch).await.unwrap();
     assert_eq!(retried.outcome, Outcome::BuildStarted);
-    let mutating: Vec<String> = s
-        .bench
-        .emulator
-        .mutating_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let mutating = s.bench.emulator.mutating_operations();
     assert_eq!(mutating, ["StartImagePipelineExecution"]);
 }
 
@@ -650,13 +626,7 @@ async fn a_pinned_recipe_gets_a_new_version_and_the_pipeline_keeps_every_other_f
         after.enhanced_image_metadata_enabled(),
         before.enhanced_image_metadata_enabled()
     );
-    let mutating: Vec<String> = s
-        .bench
-        .emulator
-        .mutating_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let mutating = s.bench.emulator.mutating_operations();
     assert_eq!(
         mutating,
         [

@@ -385,6 +385,14 @@ impl Emulator {
             .collect()
     }
 
+    /// The operation names of [`Emulator::mutating_requests`], in order.
+    pub fn mutating_operations(&self) -> Vec<String> {
+        self.mutating_requests()
+            .into_iter()
+            .map(|r| r.operation)
+            .collect()
+    }
+
     pub fn clear_requests(&self) {
         lock(&self.inner.log).clear();
     }
