@@ -4,15 +4,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::common::Common;
-use crate::ecr;
 use crate::error::PrepullError;
 use crate::events::{Push, Record, read_input};
 use crate::imagebuilder;
-use crate::plan::{self, BuildDecision, ComponentPlan};
-
-/// How many times a concurrent writer may take the version this run wanted before it gives
-/// up and lets the queue retry.
-const MAX_VERSION_ATTEMPTS: u32 = 5;
+use crate::plan::{self, BuildDecision};
+use crate::reconcile::{
+    Resolve, current_parent_image, plan_pipeline, reconcile_component, start_build,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,110 +115,57 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     }
 
     let trigger = describe_trigger(&pushes);
-    let client = &common.clients.imagebuilder;
-    let mut resolved: Option<ecr::Resolved> = None;
-    let mut attempt = 0;
-    let (state, change, created) = loop {
-        attempt += 1;
-        let state = imagebuilder::read_component_state(client, &config.component_name).await?;
-        if resolved.is_none() {
-            let wanted = plan::images_to_resolve(&state, &config.images, &pushes);
-            resolved = Some(if wanted.is_empty() {
-                ecr::Resolved::default()
-            } else {
-                ecr::resolve(&common.clients.config, &common.clients.ecr, &wanted).await?
-            });
-        }
-        let known = resolved
-            .as_ref()
-            .map(|r| r.manifest.clone())
-            .unwrap_or_default();
-        let change = plan::desired_manifest(&state, &config.images, &pushes, &known);
-        let Some(component) = plan::plan_component(
-            &state,
-            &change,
-            config.runtime,
-            &config.component_name,
-            &trigger,
-        )?
-        else {
-            break (state, change, None);
-        };
-        let arn =
-            imagebuilder::create_component(client, &config.component_name, &component).await?;
-        if imagebuilder::is_first_build(&arn) {
-            tracing::info!(version = %component.version, arn = %arn, "cache component version created");
-            break (state, change, Some((component, arn)));
-        }
-        // Another writer made this version first: ours became a later build of it. The next
-        // pass merges every build of it, newest push winning, into the version after.
-        tracing::warn!(version = %component.version, arn = %arn, attempt, "a concurrent writer took this version; merging");
-        if attempt >= MAX_VERSION_ATTEMPTS {
-            return Err(PrepullError::Contention {
-                what: "the cache component version",
-                attempts: attempt,
-            });
-        }
-    };
-    summary.unresolved = resolved
-        .map(|r| r.missing.iter().map(ToString::to_string).collect())
-        .unwrap_or_default();
-    summary.applied = change.applied.clone();
-    summary.images = change
-        .desired
-        .images()
-        .map(|p| format!("{}@{}", p.image, p.digest))
-        .collect();
-    let manifest_hash = change.desired.hash();
-    summary.manifest_hash = Some(manifest_hash.clone());
+    let component = reconcile_component(common, &pushes, Resolve::Missing, &trigger, false).await?;
+    summary.unresolved = component.unresolved.clone();
+    summary.applied = component.applied.clone();
+    summary.images = component.images.clone();
+    summary.manifest_hash = Some(component.manifest_hash.clone());
+    summary.component_version = component.version.clone();
+    summary.component_build_version_arn = component.build_arn.clone();
 
-    let (version, build_arn) = match &created {
-        Some((ComponentPlan { version, .. }, arn)) => (Some(version.clone()), Some(arn.clone())),
-        None => (
-            state.latest_version.as_ref().map(ToString::to_string),
-            state.latest_build_arn.clone(),
-        ),
-    };
-    summary.component_version = version.clone();
-    summary.component_build_version_arn = build_arn.clone();
-    if let Some(build_arn) = &build_arn {
-        summary.recipe_arn = imagebuilder::follow_component_in_recipe(
-            client,
-            config.pipeline.as_str(),
-            &config.component_name,
-            build_arn,
-            &manifest_hash,
-        )
-        .await?;
+    let (view, recipe_change) = plan_pipeline(common, &component).await?;
+    if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
+        let client = &common.clients.imagebuilder;
+        summary.recipe_arn = Some(
+            imagebuilder::apply_recipe_change(
+                client,
+                &view,
+                change,
+                build_arn,
+                &component.manifest_hash,
+            )
+            .await?,
+        );
     }
 
-    let builds = imagebuilder::list_builds(client, config.pipeline.as_str()).await?;
-    let version = version.unwrap_or_default();
-    summary.outcome = match plan::decide_build(&builds, &manifest_hash, &version, "ecr-push") {
-        BuildDecision::Start { client_token, tags } => {
-            let arn =
-                imagebuilder::start_build(client, config.pipeline.as_str(), &client_token, &tags)
-                    .await?;
-            tracing::info!(image = %arn, "pipeline build started");
-            summary.image_build_version_arn = Some(arn);
-            Outcome::BuildStarted
-        }
-        BuildDecision::QueuedBehind { image_arn } => {
-            let same_manifest = builds.iter().any(|b| {
-                b.arn == image_arn && b.manifest_hash.as_deref() == Some(manifest_hash.as_str())
-            });
-            summary.image_build_version_arn = Some(image_arn);
-            if same_manifest {
-                Outcome::UpToDate
-            } else {
-                Outcome::QueuedBehindRunningBuild
+    let builds =
+        imagebuilder::list_builds(&common.clients.imagebuilder, config.pipeline.as_str()).await?;
+    let version = component.version.clone().unwrap_or_default();
+    summary.outcome =
+        match plan::decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
+            BuildDecision::Start { client_token, tags } => {
+                let parent = current_parent_image(common, &view).await?;
+                summary.image_build_version_arn =
+                    Some(start_build(common, &client_token, tags, parent.as_deref()).await?);
+                Outcome::BuildStarted
             }
-        }
-        BuildDecision::AlreadyStarted { image_arn } => {
-            summary.image_build_version_arn = Some(image_arn);
-            Outcome::UpToDate
-        }
-    };
+            BuildDecision::QueuedBehind { image_arn } => {
+                let same_manifest = builds.iter().any(|b| {
+                    b.arn == image_arn
+                        && b.manifest_hash.as_deref() == Some(component.manifest_hash.as_str())
+                });
+                summary.image_build_version_arn = Some(image_arn);
+                if same_manifest {
+                    Outcome::UpToDate
+                } else {
+                    Outcome::QueuedBehindRunningBuild
+                }
+            }
+            BuildDecision::AlreadyStarted { image_arn } => {
+                summary.image_build_version_arn = Some(image_arn);
+                Outcome::UpToDate
+            }
+        };
     tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
     Ok(summary)
 }

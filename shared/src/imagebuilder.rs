@@ -2,14 +2,18 @@
 //! made in [`crate::plan`]; these functions only carry them out.
 
 use aws_sdk_imagebuilder::Client;
-use aws_sdk_imagebuilder::types::{ComponentConfiguration, Filter, Ownership, Platform};
+use aws_sdk_imagebuilder::types::{
+    ComponentConfiguration, Filter, ImagePipeline, ImageRecipe, Ownership, Platform,
+};
+use chrono::{DateTime, Utc};
 use semver::Version;
+use serde::Serialize;
 
 use crate::document;
 use crate::error::{PrepullError, aws_error};
 use crate::plan::{
-    BuildSummary, ComponentPlan, ComponentState, MANIFEST_TAG, RecipeReference, client_token,
-    recipe_reference,
+    BuildSummary, ComponentPlan, ComponentState, MANIFEST_TAG, PARENT_IMAGE_TAG, RecipeReference,
+    client_token, recipe_reference,
 };
 
 fn build_number(arn: &str) -> u64 {
@@ -133,24 +137,25 @@ pub fn is_first_build(component_build_arn: &str) -> bool {
     build_number(component_build_arn) == 1
 }
 
-/// Points the pipeline at the new component build if its recipe pins the component: a new
-/// recipe version copying every field of the current one, then a read-modify-write of the
-/// pipeline that resends every field it read. Returns the new recipe ARN, if one was made.
-pub async fn follow_component_in_recipe(
+/// The pipeline and the recipe it builds, read once per run.
+#[derive(Debug, Clone)]
+pub struct PipelineView {
+    pub pipeline: ImagePipeline,
+    pub recipe: ImageRecipe,
+}
+
+pub async fn read_pipeline(
     client: &Client,
     pipeline_arn: &str,
-    component_name: &str,
-    component_build_arn: &str,
-    manifest_hash: &str,
-) -> Result<Option<String>, PrepullError> {
-    let pipeline = client
+) -> Result<PipelineView, PrepullError> {
+    let response = client
         .get_image_pipeline()
         .image_pipeline_arn(pipeline_arn)
         .send()
         .await
         .map_err(|e| aws_error("GetImagePipeline", e))?;
-    let pipeline = pipeline
-        .image_pipeline()
+    let pipeline = response
+        .image_pipeline
         .ok_or_else(|| PrepullError::Unexpected {
             what: "GetImagePipeline",
             detail: "no imagePipeline in the response".to_owned(),
@@ -161,24 +166,45 @@ pub async fn follow_component_in_recipe(
             what: "GetImagePipeline",
             detail: format!("pipeline {pipeline_arn} has no image recipe"),
         })?;
-    let recipe = client
+    let response = client
         .get_image_recipe()
         .image_recipe_arn(recipe_arn)
         .send()
         .await
         .map_err(|e| aws_error("GetImageRecipe", e))?;
-    let recipe = recipe
-        .image_recipe()
+    let recipe = response
+        .image_recipe
         .ok_or_else(|| PrepullError::Unexpected {
             what: "GetImageRecipe",
             detail: "no imageRecipe in the response".to_owned(),
         })?;
-    let arns: Vec<&str> = recipe
+    Ok(PipelineView { pipeline, recipe })
+}
+
+/// A new recipe version that pins a new component build, and the pipeline pointed at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipeChange {
+    pub recipe_name: String,
+    pub from_version: String,
+    pub new_version: String,
+    #[serde(skip)]
+    component_index: usize,
+}
+
+/// Whether the recipe needs a new version to use `component_build_arn`: only when it pins
+/// the component to another build. A recipe without the component is a setup error.
+pub fn plan_recipe(
+    view: &PipelineView,
+    component_name: &str,
+    component_build_arn: &str,
+) -> Result<Option<RecipeChange>, PrepullError> {
+    let arns: Vec<&str> = view
+        .recipe
         .components()
         .iter()
         .map(|c| c.component_arn())
         .collect();
-    let index = match recipe_reference(&arns, component_name) {
+    let component_index = match recipe_reference(&arns, component_name) {
         Some(RecipeReference::Wildcard) => return Ok(None),
         Some(RecipeReference::Pinned { index }) if arns[index] == component_build_arn => {
             return Ok(None);
@@ -186,21 +212,42 @@ pub async fn follow_component_in_recipe(
         Some(RecipeReference::Pinned { index }) => index,
         None => {
             return Err(PrepullError::ComponentNotInRecipe {
-                pipeline: pipeline_arn.to_owned(),
-                recipe: recipe_arn.to_owned(),
+                pipeline: view.pipeline.arn().unwrap_or_default().to_owned(),
+                recipe: view.recipe.arn().unwrap_or_default().to_owned(),
                 component: component_name.to_owned(),
             });
         }
     };
-    let current = recipe
-        .version()
-        .and_then(|v| Version::parse(v).ok())
-        .unwrap_or_else(|| Version::new(1, 0, 0));
-    let next = Version::new(current.major, current.minor, current.patch + 1).to_string();
+    let from_version = view.recipe.version().unwrap_or("1.0.0").to_owned();
+    let current = Version::parse(&from_version).unwrap_or_else(|_| Version::new(1, 0, 0));
+    let new_version = Version::new(current.major, current.minor, current.patch + 1).to_string();
+    Ok(Some(RecipeChange {
+        recipe_name: view.recipe.name().unwrap_or_default().to_owned(),
+        from_version,
+        new_version,
+        component_index,
+    }))
+}
+
+/// Creates the new recipe version, copying every field of the current one, then updates the
+/// pipeline by read-modify-write, resending every field it read. Returns the new recipe ARN.
+pub async fn apply_recipe_change(
+    client: &Client,
+    view: &PipelineView,
+    change: &RecipeChange,
+    component_build_arn: &str,
+    manifest_hash: &str,
+) -> Result<String, PrepullError> {
+    let recipe = &view.recipe;
+    let pipeline = &view.pipeline;
     let mut components: Vec<ComponentConfiguration> = recipe.components().to_vec();
-    components[index] = ComponentConfiguration::builder()
+    components[change.component_index] = ComponentConfiguration::builder()
         .component_arn(component_build_arn)
-        .set_parameters(recipe.components()[index].parameters.clone())
+        .set_parameters(
+            recipe.components()[change.component_index]
+                .parameters
+                .clone(),
+        )
         .build()
         .map_err(|e| PrepullError::Unexpected {
             what: "ComponentConfiguration",
@@ -210,7 +257,7 @@ pub async fn follow_component_in_recipe(
         .create_image_recipe()
         .set_name(recipe.name().map(str::to_owned))
         .set_description(recipe.description().map(str::to_owned))
-        .semantic_version(&next)
+        .semantic_version(&change.new_version)
         .set_components(Some(components))
         .set_parent_image(recipe.parent_image().map(str::to_owned))
         .set_block_device_mappings(recipe.block_device_mappings.clone())
@@ -218,7 +265,7 @@ pub async fn follow_component_in_recipe(
         .set_working_directory(recipe.working_directory().map(str::to_owned))
         .set_additional_instance_configuration(recipe.additional_instance_configuration().cloned())
         .set_ami_tags(recipe.ami_tags.clone())
-        .client_token(client_token("r", &next, manifest_hash))
+        .client_token(client_token("r", &change.new_version, manifest_hash))
         .send()
         .await
         .map_err(|e| aws_error("CreateImageRecipe", e))?;
@@ -231,7 +278,7 @@ pub async fn follow_component_in_recipe(
         .to_owned();
     client
         .update_image_pipeline()
-        .image_pipeline_arn(pipeline_arn)
+        .set_image_pipeline_arn(pipeline.arn().map(str::to_owned))
         .set_description(pipeline.description().map(str::to_owned))
         .image_recipe_arn(&new_recipe_arn)
         .set_infrastructure_configuration_arn(
@@ -251,11 +298,11 @@ pub async fn follow_component_in_recipe(
         .set_logging_configuration(pipeline.logging_configuration().cloned())
         .set_execution_role(pipeline.execution_role().map(str::to_owned))
         .set_image_tags(pipeline.image_tags.clone())
-        .client_token(client_token("p", &next, manifest_hash))
+        .client_token(client_token("p", &change.new_version, manifest_hash))
         .send()
         .await
         .map_err(|e| aws_error("UpdateImagePipeline", e))?;
-    Ok(Some(new_recipe_arn))
+    Ok(new_recipe_arn)
 }
 
 /// Every image the pipeline has made, with its status and the manifest it was built for.
@@ -280,6 +327,11 @@ pub async fn list_builds(
                     .map(|s| s.as_str().to_owned())
                     .unwrap_or_default(),
                 manifest_hash: image.tags().and_then(|t| t.get(MANIFEST_TAG)).cloned(),
+                parent_image: image.tags().and_then(|t| t.get(PARENT_IMAGE_TAG)).cloned(),
+                date_created: image
+                    .date_created()
+                    .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                    .map(|d| d.with_timezone(&Utc)),
             });
         }
     }

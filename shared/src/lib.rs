@@ -15,6 +15,7 @@ pub mod image_pushed;
 pub mod imagebuilder;
 pub mod manifest;
 pub mod plan;
+pub mod reconcile;
 
 pub use common::Common;
 pub use error::PrepullError;

@@ -16,6 +16,12 @@ pub const TRIGGER_TAG: &str = "prepull:trigger";
 /// The image tag that records the cache component version current when a build started.
 pub const COMPONENT_VERSION_TAG: &str = "prepull:component-version";
 
+/// The image tag that records the parent image's value (an AMI ID, for an `ssm:` parent)
+/// when the build started.
+pub const PARENT_IMAGE_TAG: &str = "prepull:parent-image";
+/// The image tag that carries an operator's reason for a forced build.
+pub const REASON_TAG: &str = "prepull:reason";
+
 /// Image Builder's longest client token.
 const TOKEN_LIMIT: usize = 36;
 
@@ -66,8 +72,8 @@ pub fn images_to_resolve(
         .collect()
 }
 
-/// Applies the pushes (newest event per image wins) and the resolved digests to the merged
-/// manifest of the latest version, keeping only watched images.
+/// Applies the digests read from ECR, then the pushes (newest event per image wins), to the
+/// merged manifest of the latest version, keeping only watched images.
 pub fn desired_manifest(
     state: &ComponentState,
     watched: &[ImageRef],
@@ -76,7 +82,11 @@ pub fn desired_manifest(
 ) -> ManifestChange {
     let mut desired = state.merged_manifest.clone();
     desired.retain_images(watched);
-    desired.merge_newest(resolved);
+    // What ECR says now is the truth for the images it was asked about, even a tag moved back
+    // to an older image.
+    for pinned in resolved.images() {
+        desired.pin(pinned.image, pinned.digest, pinned.pushed_at);
+    }
     let mut newest: Vec<&Push> = Vec::new();
     for push in pushes {
         // Later in the batch wins a tie on time: SQS keeps the order EventBridge sent.
@@ -203,6 +213,8 @@ pub struct BuildSummary {
     pub arn: String,
     pub status: String,
     pub manifest_hash: Option<String>,
+    pub parent_image: Option<String>,
+    pub date_created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Whether to start a build.

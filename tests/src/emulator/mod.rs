@@ -229,6 +229,8 @@ struct Inner {
     services: Mutex<ServiceState>,
     log: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
+    /// A fixed time for the emulated services, when a test travels in time.
+    clock: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     http: reqwest::Client,
 }
 
@@ -329,6 +331,7 @@ impl Emulator {
             }),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
+            clock: Mutex::new(None),
             http,
         };
         inner.services = Mutex::new(inner.fresh_services());
@@ -437,6 +440,12 @@ impl Emulator {
             .finish_refresh(&context, group, status, reason)
     }
 
+    /// Fixes the emulated services' clock (resource dates, refresh times), or with `None`
+    /// lets it follow real time again. moto keeps real time.
+    pub fn set_clock(&self, now: Option<chrono::DateTime<chrono::Utc>>) {
+        *lock(&self.inner.clock) = now;
+    }
+
     /// How long a cancelled refresh stays `Cancelling`.
     pub fn set_refresh_cancel_delay(&self, delay: Duration) {
         lock(&self.inner.services).autoscaling.cancel_delay = delay;
@@ -462,6 +471,7 @@ impl Drop for Emulator {
 }
 
 fn reset_emulator(inner: &Inner) {
+    *lock(&inner.clock) = None;
     let fresh = inner.fresh_services();
     *lock(&inner.services) = fresh;
     lock(&inner.log).clear();
@@ -836,6 +846,11 @@ struct FinishRefresh {
 }
 
 #[derive(Deserialize)]
+struct Clock {
+    now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Deserialize)]
 struct CancelDelay {
     milliseconds: u64,
 }
@@ -924,6 +939,11 @@ async fn control_result(
                 &request.status,
                 request.reason.as_deref(),
             )
+        }
+        (&Method::POST, "clock") => {
+            let request: Clock = parse_control(body)?;
+            *lock(&inner.clock) = request.now;
+            Ok(json!({"now": request.now}))
         }
         (&Method::POST, "autoscaling/cancel-delay") => {
             let request: CancelDelay = parse_control(body)?;
