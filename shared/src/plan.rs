@@ -495,6 +495,8 @@ mod tests {
             arn: format!("arn:{status}"),
             status: status.to_owned(),
             manifest_hash: hash.map(str::to_owned),
+            parent_image: None,
+            date_created: None,
         };
         assert_eq!(
             decide_build(
