@@ -31,6 +31,16 @@ pub async fn init() -> Result<Common, PrepullError> {
         .inspect_err(|error| tracing::error!(error = %error, "init failed"))
 }
 
+/// Checks a function's own settings the way [`init`] checks the common ones: a bad value is
+/// logged and stops init.
+pub fn init_settings<T>(
+    settings: Result<T, crate::config::ConfigError>,
+) -> Result<T, PrepullError> {
+    settings
+        .map_err(PrepullError::from)
+        .inspect_err(|error| tracing::error!(error = %error, "init failed"))
+}
+
 /// JSON logs, one object a line, as Lambda's JSON log format expects. `RUST_LOG` (or
 /// `AWS_LAMBDA_LOG_LEVEL`, which Lambda sets from the function's logging config) picks the
 /// level; the default is `info`.

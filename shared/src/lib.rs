@@ -14,6 +14,7 @@ pub mod image;
 pub mod image_pushed;
 pub mod imagebuilder;
 pub mod manifest;
+pub mod patch_day;
 pub mod plan;
 pub mod reconcile;
 

@@ -754,3 +754,60 @@ async fn the_control_endpoint_finishes_a_build_over_http() {
     let refused = finish("AVAILABLE").await.unwrap();
     assert_eq!(refused.status(), 400);
 }
+
+#[tokio::test]
+async fn the_clock_can_be_fixed_so_tests_pick_the_day() {
+    let (emulator, client) = emulator_and_client().await;
+    let seeded = seed_pipeline(&client, &PipelineSeed::default())
+        .await
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/_bench/clock", emulator.url()))
+        .json(&json!({"now": "2026-12-09T06:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let arn = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_build_version_arn
+        .unwrap();
+    let listed = client
+        .list_image_pipeline_images()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.image_summary_list()[0].date_created(),
+        Some("2026-12-09T06:00:00.000Z")
+    );
+    assert_eq!(
+        emulator.finish_image(&arn, "AVAILABLE", None).unwrap()["time"],
+        "2026-12-09T06:00:00Z"
+    );
+    emulator.set_clock(None);
+    let later = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_build_version_arn
+        .unwrap();
+    let image = client
+        .get_image()
+        .image_build_version_arn(&later)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        image.image().unwrap().date_created(),
+        Some("2026-12-09T06:00:00.000Z"),
+        "real time again"
+    );
+}

@@ -243,11 +243,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        lock(&self.clock).unwrap_or_else(chrono::Utc::now)
+    }
+
     fn imagebuilder_context(&self) -> imagebuilder::Context {
         imagebuilder::Context {
             account_id: self.config.account_id.clone(),
             region: self.config.region.clone(),
-            now: chrono::Utc::now(),
+            now: self.now(),
         }
     }
 
@@ -255,7 +259,7 @@ impl Inner {
         autoscaling::Context {
             account_id: self.config.account_id.clone(),
             region: self.config.region.clone(),
-            now: chrono::Utc::now(),
+            now: self.now(),
         }
     }
 
