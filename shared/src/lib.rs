@@ -4,6 +4,7 @@
 //! component rendering, the rebuild planner and the AWS adapters live here.
 
 pub mod aws;
+pub mod build_finished;
 pub mod common;
 pub mod config;
 pub mod document;

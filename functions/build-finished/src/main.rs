@@ -1,0 +1,28 @@
+//! The `build-finished` Lambda: "EC2 Image Builder Image State Change" events, or
+//! `{"action":"rollback"}` / `{"action":"republish","image":"…"}` from an operator, in; a JSON
+//! summary out.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use prepull::build_finished::{FleetSettings, handle};
+use serde_json::Value;
+
+/// Time kept back from the invocation's deadline to report what happened.
+const REPORTING_MARGIN: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let common = prepull::common::init().await?;
+    let settings = prepull::common::init_settings(FleetSettings::from_env())?;
+    let (common, settings) = (&common, &settings);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms))
+            .saturating_sub(REPORTING_MARGIN);
+        handle(common, settings, event.payload, Instant::now() + remaining).await
+    }))
+    .await
+}

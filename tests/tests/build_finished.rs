@@ -1,0 +1,617 @@
+//! build-finished end to end on the bench: Image Builder and Auto Scaling emulated, SSM in
+//! two regions in moto. Every test asserts the request log.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
+use prepull::build_finished::{FleetSettings, Outcome, Summary, handle};
+use prepull_bench::emulator::{Fault, FaultKind, Service};
+use prepull_bench::scenario::{Scenario, push_event, sqs_batch};
+use prepull_bench::seed::PipelineSeed;
+use serde_json::{Value, json};
+
+const GROUPS: [&str; 2] = ["eks-windows-a", "eks-windows-b"];
+
+struct Fleet {
+    s: Scenario,
+    settings: FleetSettings,
+    autoscaling: aws_sdk_autoscaling::Client,
+}
+
+fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
+    let names = groups.join(",");
+    let mut settings = FleetSettings::from_lookup(|name| match name {
+        "PREPULL_ASG_NAMES" => Some(names.clone()),
+        "PREPULL_REFRESH_IN_PROGRESS" => Some(in_progress.to_owned()),
+        "PREPULL_REFRESH_SCALE_IN_PROTECTED" => Some("Refresh".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    settings.poll_interval = Duration::from_millis(50);
+    settings
+}
+
+async fn fleet(in_progress: &str) -> Fleet {
+    let seed = PipelineSeed {
+        regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+        ..PipelineSeed::default()
+    };
+    let s = Scenario::start(&["team/web:v42"], seed, &[]).await.unwrap();
+    let autoscaling = aws_sdk_autoscaling::Client::new(&s.bench.sdk_config().await);
+    for group in GROUPS {
+        autoscaling
+            .create_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .launch_template(
+                LaunchTemplateSpecification::builder()
+                    .launch_template_name("windows-nodes")
+                    .version("$Latest")
+                    .build(),
+            )
+            .min_size(1)
+            .max_size(4)
+            .desired_capacity(2)
+            .send()
+            .await
+            .unwrap();
+    }
+    s.bench
+        .emulator
+        .set_refresh_cancel_delay(Duration::from_millis(200));
+    s.bench.emulator.clear_requests();
+    Fleet {
+        s,
+        settings: settings(&GROUPS, in_progress),
+        autoscaling,
+    }
+}
+
+/// A push builds an image (through image-pushed); returns its ARN, still BUILDING.
+async fn build(f: &Fleet, content: &str) -> String {
+    let digest = f.s.push("team/web", "v42", content).await.unwrap();
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let summary = prepull::image_pushed::handle(
+        &f.s.common,
+        sqs_batch(&[push_event(
+            &content.replace(' ', "-"),
+            "team/web",
+            "v42",
+            &digest,
+            &time,
+        )]),
+    )
+    .await
+    .unwrap();
+    summary.image_build_version_arn.unwrap()
+}
+
+async fn finished(f: &Fleet, content: &str, status: &str) -> (String, Value) {
+    let image = build(f, content).await;
+    let event =
+        f.s.bench
+            .emulator
+            .finish_image(
+                &image,
+                status,
+                (status == "FAILED").then_some("AWSTOE step PullCachedImages failed"),
+            )
+            .unwrap();
+    f.s.bench.emulator.clear_requests();
+    (image, event)
+}
+
+async fn run(f: &Fleet, input: Value) -> Summary {
+    handle(
+        &f.s.common,
+        &f.settings,
+        input,
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await
+    .expect("the run succeeds")
+}
+
+async fn parameter_in(f: &Fleet, region: &str) -> aws_sdk_ssm::types::Parameter {
+    let config = aws_sdk_ssm::config::Builder::from(&f.s.bench.sdk_config().await)
+        .region(aws_config::Region::new(region.to_owned()))
+        .build();
+    aws_sdk_ssm::Client::from_conf(config)
+        .get_parameter()
+        .name("/prepull/ami-id")
+        .send()
+        .await
+        .unwrap()
+        .parameter
+        .unwrap()
+}
+
+async fn refreshes(f: &Fleet, group: &str) -> Vec<aws_sdk_autoscaling::types::InstanceRefresh> {
+    f.autoscaling
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .unwrap()
+        .instance_refreshes()
+        .to_vec()
+}
+
+fn mutating(f: &Fleet) -> Vec<String> {
+    f.s.bench.emulator.mutating_operations()
+}
+
+#[tokio::test]
+async fn an_available_build_is_published_in_every_region_and_refreshes_every_group() {
+    let f = fleet("replace").await;
+    let (image, event) = finished(&f, "web 2", "AVAILABLE").await;
+    let summary = run(&f, event).await;
+    assert_eq!(summary.outcome, Outcome::Published);
+    let regions: Vec<(&str, &str)> = summary
+        .parameters
+        .iter()
+        .map(|p| (p.region.as_str(), p.action))
+        .collect();
+    assert_eq!(
+        regions,
+        [("us-east-1", "written"), ("eu-west-1", "written")]
+    );
+    for update in &summary.parameters {
+        let parameter = parameter_in(&f, &update.region).await;
+        assert_eq!(parameter.value(), Some(update.ami.as_str()));
+        assert_eq!(parameter.data_type(), Some("aws:ec2:image"));
+    }
+    assert_ne!(
+        summary.parameters[0].ami, summary.parameters[1].ami,
+        "one AMI per region"
+    );
+    let labels: Vec<String> =
+        f.s.bench
+            .emulator
+            .requests_of("LabelParameterVersion")
+            .iter()
+            .map(|r| r.params["Labels"][0].as_str().unwrap().to_owned())
+            .collect();
+    let expected = prepull::build_finished::build_label(&image);
+    assert_eq!(labels, [expected.clone(), expected]);
+
+    assert_eq!(
+        summary
+            .refreshes
+            .iter()
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>(),
+        ["started", "started"]
+    );
+    for group in GROUPS {
+        let refresh = &refreshes(&f, group).await[0];
+        assert!(
+            refresh.desired_configuration().is_none(),
+            "the launch template resolves resolve:ssm: itself"
+        );
+        let preferences = refresh.preferences().unwrap();
+        assert_eq!(
+            (
+                preferences.min_healthy_percentage(),
+                preferences.instance_warmup(),
+                preferences.skip_matching()
+            ),
+            (Some(90), Some(300), Some(false))
+        );
+        assert_eq!(
+            preferences
+                .scale_in_protected_instances()
+                .map(|p| p.as_str()),
+            Some("Refresh")
+        );
+    }
+    assert_eq!(summary.follow_up.as_deref(), Some("not-needed"));
+    let ssm_regions: Vec<String> =
+        f.s.bench
+            .emulator
+            .requests_of("PutParameter")
+            .iter()
+            .map(|r| r.params["Value"].as_str().unwrap().to_owned())
+            .collect();
+    assert_eq!(ssm_regions.len(), 2);
+}
+
+#[tokio::test]
+async fn the_same_event_twice_makes_no_second_version_and_no_second_refresh() {
+    let f = fleet("replace").await;
+    let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
+    run(&f, event.clone()).await;
+    let version = parameter_in(&f, "us-east-1").await.version();
+    f.s.bench.emulator.clear_requests();
+
+    let again = run(&f, event).await;
+    assert_eq!(again.outcome, Outcome::AlreadyPublished);
+    assert_eq!(
+        again
+            .refreshes
+            .iter()
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>(),
+        ["already-rolling-out", "already-rolling-out"],
+        "our own refresh is never cancelled"
+    );
+    assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
+    assert_eq!(parameter_in(&f, "us-east-1").await.version(), version);
+    assert_eq!(refreshes(&f, GROUPS[0]).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_foreign_refresh_is_replaced_or_skipped_as_configured() {
+    for mode in ["replace", "skip"] {
+        let f = fleet(mode).await;
+        let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
+        let foreign = f
+            .autoscaling
+            .start_instance_refresh()
+            .auto_scaling_group_name(GROUPS[0])
+            .send()
+            .await
+            .unwrap()
+            .instance_refresh_id
+            .unwrap();
+        // The foreign refresh began before the parameter took the new AMI.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        f.s.bench.emulator.clear_requests();
+        let summary = run(&f, event).await;
+        let first = &summary.refreshes[0];
+        let refreshes = refreshes(&f, GROUPS[0]).await;
+        if mode == "replace" {
+            assert_eq!(
+                (first.outcome, first.cancelled_refresh_id.as_deref()),
+                ("replaced", Some(foreign.as_str()))
+            );
+            assert_eq!(refreshes.len(), 2);
+            assert_eq!(refreshes[1].status().unwrap().as_str(), "Cancelled");
+            assert_eq!(
+                refreshes[0].instance_refresh_id(),
+                first.refresh_id.as_deref()
+            );
+            let starts: Vec<Option<String>> =
+                f.s.bench
+                    .emulator
+                    .requests_of("StartInstanceRefresh")
+                    .into_iter()
+                    .filter(|r| r.params["AutoScalingGroupName"] == GROUPS[0])
+                    .map(|r| r.error_code)
+                    .collect();
+            assert!(
+                starts.len() >= 2
+                    && starts[..starts.len() - 1]
+                        .iter()
+                        .all(|c| c.as_deref() == Some("InstanceRefreshInProgress")),
+                "waited out the cancellation: {starts:?}"
+            );
+        } else {
+            assert_eq!(
+                (first.outcome, first.refresh_id.as_deref()),
+                ("skipped-refresh-in-progress", Some(foreign.as_str()))
+            );
+            assert_eq!(refreshes.len(), 1);
+            assert!(
+                f.s.bench
+                    .emulator
+                    .requests_of("CancelInstanceRefresh")
+                    .is_empty()
+            );
+        }
+        assert_eq!(
+            summary.refreshes[1].outcome, "started",
+            "the other group is refreshed either way"
+        );
+    }
+}
+
+#[tokio::test]
+async fn failed_and_cancelled_builds_publish_nothing_and_say_why() {
+    let f = fleet("replace").await;
+    let (_, event) = finished(&f, "web 2", "FAILED").await;
+    let summary = run(&f, event).await;
+    assert_eq!(summary.outcome, Outcome::BuildFailed);
+    assert!(
+        summary
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("PullCachedImages")
+    );
+    assert!(summary.parameters.is_empty() && summary.refreshes.is_empty());
+    assert!(mutating(&f).is_empty());
+
+    let image = build(&f, "web 3").await;
+    f.s.imagebuilder
+        .cancel_image_creation()
+        .image_build_version_arn(&image)
+        .send()
+        .await
+        .unwrap();
+    let event = f.s.bench.emulator.image_events().last().unwrap().clone();
+    f.s.bench.emulator.clear_requests();
+    let summary = run(&f, event).await;
+    assert_eq!(summary.outcome, Outcome::BuildFailed);
+    assert!(summary.reason.as_deref().unwrap().starts_with("CANCELLED"));
+    assert!(mutating(&f).is_empty());
+}
+
+#[tokio::test]
+async fn images_of_other_pipelines_and_unfinished_states_are_ignored() {
+    let f = fleet("replace").await;
+    let building = prepull_bench::fixtures::load("imagebuilder-building.json").unwrap();
+    let summary = run(&f, building).await;
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert!(
+        f.s.bench.emulator.requests().is_empty(),
+        "a non-terminal state needs no call at all"
+    );
+
+    // Another pipeline in the same account.
+    let other = prepull_bench::seed::seed_pipeline(
+        &f.s.imagebuilder,
+        &PipelineSeed {
+            name: "someone-else".to_owned(),
+            component_name: "other-cache".to_owned(),
+            ..PipelineSeed::default()
+        },
+    )
+    .await
+    .unwrap();
+    let image =
+        f.s.imagebuilder
+            .start_image_pipeline_execution()
+            .image_pipeline_arn(&other.pipeline_arn)
+            .send()
+            .await
+            .unwrap()
+            .image_build_version_arn
+            .unwrap();
+    let event =
+        f.s.bench
+            .emulator
+            .finish_image(&image, "AVAILABLE", None)
+            .unwrap();
+    f.s.bench.emulator.clear_requests();
+    let summary = run(&f, event).await;
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert!(mutating(&f).is_empty());
+}
+
+#[tokio::test]
+async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
+    let f = fleet("replace").await;
+    let first = build(&f, "web 2").await;
+    // Two more pushes while it builds: each makes a version, neither a build.
+    build(&f, "web 3").await;
+    build(&f, "web 4").await;
+    let event =
+        f.s.bench
+            .emulator
+            .finish_image(&first, "AVAILABLE", None)
+            .unwrap();
+    f.s.bench.emulator.clear_requests();
+    let summary = run(&f, event.clone()).await;
+    let follow_up = summary.follow_up.clone().unwrap();
+    assert!(follow_up.starts_with("started "), "{follow_up}");
+    let starts =
+        f.s.bench
+            .emulator
+            .requests_of("StartImagePipelineExecution");
+    assert_eq!(starts.len(), 1);
+    assert_eq!(
+        starts[0].params["tags"]["prepull:component-version"], "1.0.3",
+        "latest wins"
+    );
+    assert_eq!(starts[0].params["tags"]["prepull:trigger"], "follow-up");
+
+    f.s.bench.emulator.clear_requests();
+    let again = run(&f, event).await;
+    assert!(
+        again.follow_up.unwrap().starts_with("running "),
+        "a duplicate event starts no second follow-up"
+    );
+    assert!(
+        f.s.bench
+            .emulator
+            .requests_of("StartImagePipelineExecution")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn rollback_publishes_the_previous_ami_and_refreshes() {
+    let f = fleet("replace").await;
+    let error = handle(
+        &f.s.common,
+        &f.settings,
+        json!({"action": "rollback"}),
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("no history") || error.to_string().contains("ParameterNotFound"),
+        "{error}"
+    );
+
+    let (_, first) = finished(&f, "web 2", "AVAILABLE").await;
+    let published = run(&f, first).await;
+    let error = handle(
+        &f.s.common,
+        &f.settings,
+        json!({"action": "rollback"}),
+        Instant::now() + Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("cannot roll back"), "{error}");
+    for group in GROUPS {
+        f.s.bench
+            .emulator
+            .finish_refresh(group, "Successful", None)
+            .unwrap();
+    }
+    let (_, second) = finished(&f, "web 3", "AVAILABLE").await;
+    run(&f, second).await;
+    for group in GROUPS {
+        f.s.bench
+            .emulator
+            .finish_refresh(group, "Successful", None)
+            .unwrap();
+    }
+    f.s.bench.emulator.clear_requests();
+
+    let dry = run(&f, json!({"action": "rollback", "dry_run": true})).await;
+    assert_eq!(dry.parameters[0].action, "would-write");
+    assert_eq!(
+        dry.refreshes.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        ["would-start", "would-start"]
+    );
+    assert!(mutating(&f).is_empty(), "a dry run makes no mutating call");
+
+    let rolled = run(&f, json!({"action": "rollback"})).await;
+    assert_eq!(rolled.outcome, Outcome::RolledBack);
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(published.parameters[0].ami.as_str())
+    );
+    assert_eq!(
+        rolled
+            .refreshes
+            .iter()
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>(),
+        ["started", "started"]
+    );
+    assert_eq!(
+        mutating(&f),
+        [
+            "PutParameter",
+            "LabelParameterVersion",
+            "StartInstanceRefresh",
+            "StartInstanceRefresh"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn republish_dry_run_makes_no_mutating_call() {
+    let f = fleet("replace").await;
+    let (image, _) = finished(&f, "web 2", "AVAILABLE").await;
+    let dry = run(
+        &f,
+        json!({"action": "republish", "image": image, "dry_run": true}),
+    )
+    .await;
+    assert_eq!(dry.outcome, Outcome::Republished);
+    assert_eq!(
+        dry.parameters.iter().map(|p| p.action).collect::<Vec<_>>(),
+        ["would-write", "would-write"]
+    );
+    assert!(mutating(&f).is_empty());
+    let real = run(&f, json!({"action": "republish", "image": image})).await;
+    assert_eq!(
+        real.parameters.iter().map(|p| p.action).collect::<Vec<_>>(),
+        ["written", "written"]
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_5xx_on_put_parameter_and_start_instance_refresh_are_retried() {
+    let f = fleet("replace").await;
+    let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
+    f.s.bench.emulator.inject(Fault {
+        service: Some(Service::Ssm),
+        ..Fault::new("PutParameter", FaultKind::Throttle, 1)
+    });
+    f.s.bench
+        .emulator
+        .inject(Fault::new("PutParameter", FaultKind::ServerError, 1));
+    f.s.bench
+        .emulator
+        .inject(Fault::new("StartInstanceRefresh", FaultKind::Throttle, 1));
+    f.s.bench.emulator.inject(Fault::new(
+        "StartInstanceRefresh",
+        FaultKind::ServerError,
+        1,
+    ));
+    let summary = run(&f, event).await;
+    assert_eq!(summary.outcome, Outcome::Published);
+    assert_eq!(
+        summary
+            .refreshes
+            .iter()
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>(),
+        ["started", "started"]
+    );
+    let puts: Vec<u16> =
+        f.s.bench
+            .emulator
+            .requests_of("PutParameter")
+            .iter()
+            .map(|r| r.status)
+            .collect();
+    assert_eq!(puts, [400, 500, 200, 200]);
+    let starts: Vec<u16> =
+        f.s.bench
+            .emulator
+            .requests_of("StartInstanceRefresh")
+            .iter()
+            .map(|r| r.status)
+            .collect();
+    assert_eq!(starts, [400, 500, 200, 200]);
+}
+
+#[tokio::test]
+async fn a_missing_group_is_reported_and_the_others_proceed() {
+    let mut f = fleet("replace").await;
+    f.settings = settings(&["no-such-group", GROUPS[0]], "replace");
+    let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
+    let summary = run(&f, event).await;
+    assert_eq!(summary.refreshes[0].outcome, "failed");
+    assert!(
+        summary.refreshes[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("no-such-group"),
+        "{:?}",
+        summary.refreshes[0].error
+    );
+    assert_eq!(summary.refreshes[1].outcome, "started");
+    assert_eq!(summary.parameters.len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_and_hostile_events_are_refused_with_no_call() {
+    let f = fleet("replace").await;
+    let mut hostile = prepull_bench::fixtures::load("imagebuilder-available.json").unwrap();
+    hostile["resources"][0] =
+        json!("arn:aws:imagebuilder:us-east-1:123456789012:image/x';Remove-Item C:\\/1.0.0/1");
+    let mut unknown_status = prepull_bench::fixtures::load("imagebuilder-available.json").unwrap();
+    unknown_status["detail"]["state"]["status"] = json!("AVAILABLE\n");
+    for input in [
+        hostile,
+        unknown_status,
+        json!({"action": "rollback", "image": "x"}),
+        json!("AVAILABLE"),
+        json!({"detail": {}}),
+    ] {
+        let error = handle(
+            &f.s.common,
+            &f.settings,
+            input.clone(),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(error, prepull::PrepullError::InvalidInput(_)),
+            "{input}: {error}"
+        );
+        assert!(!error.to_string().contains('\n'));
+    }
+    assert!(f.s.bench.emulator.requests().is_empty());
+}
