@@ -306,6 +306,44 @@ async fn a_foreign_refresh_is_replaced_or_skipped_as_configured() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_began_after_the_parameter_update_is_never_cancelled() {
+    let f = fleet("replace").await;
+    let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
+    run(&f, event.clone()).await;
+    // Someone else restarts a refresh on the new AMI; a redelivered event must leave it be.
+    f.s.bench
+        .emulator
+        .finish_refresh(GROUPS[0], "Successful", None)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let theirs = f
+        .autoscaling
+        .start_instance_refresh()
+        .auto_scaling_group_name(GROUPS[0])
+        .send()
+        .await
+        .unwrap()
+        .instance_refresh_id
+        .unwrap();
+    f.s.bench.emulator.clear_requests();
+    let summary = run(&f, event).await;
+    assert_eq!(
+        (
+            summary.refreshes[0].outcome,
+            summary.refreshes[0].refresh_id.as_deref()
+        ),
+        ("already-rolling-out", Some(theirs.as_str()))
+    );
+    assert!(
+        f.s.bench
+            .emulator
+            .requests_of("CancelInstanceRefresh")
+            .is_empty()
+    );
+    assert!(mutating(&f).is_empty());
+}
+
+#[tokio::test]
 async fn failed_and_cancelled_builds_publish_nothing_and_say_why() {
     let f = fleet("replace").await;
     let (_, event) = finished(&f, "web 2", "FAILED").await;
