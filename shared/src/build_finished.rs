@@ -31,6 +31,9 @@ static PARAMETER_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$").expect("a valid built-in pattern")
 });
 
+/// The label on a parameter version written by a rollback.
+const ROLLBACK_LABEL_PREFIX: &str = "rollback-from-v";
+
 const TERMINAL: [&str; 3] = ["AVAILABLE", "FAILED", "CANCELLED"];
 const KNOWN_STATUSES: [&str; 12] = [
     "PENDING",
@@ -378,12 +381,20 @@ pub async fn handle(
                     image.status
                 )));
             }
+            if image.pipeline.as_deref() != Some(common.config.pipeline.as_str()) {
+                return Err(PrepullError::InvalidInput(format!(
+                    "image {image_arn} was not built by {}: prepull publishes only its own pipeline's images",
+                    common.config.pipeline.as_str()
+                )));
+            }
+            require_amis(&image_arn, &image.amis)?;
             let mut summary = Summary::new(Outcome::Republished, dry_run, Some(image_arn.clone()));
             publish_and_refresh(
                 common,
                 settings,
                 &image.amis,
                 Some(&build_label(&image_arn)),
+                Supersede::Publish,
                 dry_run,
                 deadline,
                 &mut summary,
@@ -402,30 +413,56 @@ pub async fn handle(
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| aws_error("GetParameterHistory", e))?;
-                history.extend(
-                    page.parameters()
-                        .iter()
-                        .map(|p| (p.version(), p.value().unwrap_or_default().to_owned())),
-                );
+                history.extend(page.parameters().iter().map(|p| {
+                    (
+                        p.version(),
+                        p.value().unwrap_or_default().to_owned(),
+                        p.labels().to_vec(),
+                    )
+                }));
             }
-            history.sort_by_key(|(version, _)| *version);
-            let Some((current_version, current)) = history.last().cloned() else {
+            history.sort_by_key(|(version, _, _)| *version);
+            let Some((current_version, current, current_labels)) = history.last().cloned() else {
                 return Err(PrepullError::InvalidInput(format!(
                     "cannot roll back: parameter {} has no history",
                     settings.parameter
                 )));
             };
-            let previous = history.iter().rev().find(|(_, value)| *value != current).map(|(_, value)| value.clone()).ok_or_else(|| {
+            // A retried or repeated rollback finds the version it wrote, and only makes sure
+            // the fleet rolls it out; going further back is a republish of a chosen image.
+            if let Some(done) = current_labels
+                .iter()
+                .find(|l| l.starts_with(ROLLBACK_LABEL_PREFIX))
+            {
+                let mut summary = Summary::new(Outcome::RolledBack, dry_run, None);
+                summary.reason = Some(format!(
+                    "already rolled back: version {current_version} ({done}) holds {current}"
+                ));
+                publish_and_refresh(
+                    common,
+                    settings,
+                    &[(region, current)],
+                    None,
+                    Supersede::Publish,
+                    dry_run,
+                    deadline,
+                    &mut summary,
+                )
+                .await?;
+                return finish(summary);
+            }
+            let previous = history.iter().rev().find(|(_, value, _)| *value != current).map(|(_, value, _)| value.clone()).ok_or_else(|| {
                 PrepullError::InvalidInput(format!("cannot roll back: parameter {} has held only {current} (version {current_version} and before)", settings.parameter))
             })?;
             let mut summary = Summary::new(Outcome::RolledBack, dry_run, None);
             summary.reason = Some(format!("from {current} back to {previous}"));
-            let label = format!("rollback-from-v{current_version}");
+            let label = format!("{ROLLBACK_LABEL_PREFIX}{current_version}");
             publish_and_refresh(
                 common,
                 settings,
                 &[(region, previous)],
                 Some(&label),
+                Supersede::Publish,
                 dry_run,
                 deadline,
                 &mut summary,
@@ -525,21 +562,19 @@ async fn state_change(
     }
     let mut summary = if status == "AVAILABLE" {
         let mut summary = Summary::new(Outcome::Published, false, Some(image_arn.clone()));
+        require_amis(&image_arn, &image.amis)?;
         publish_and_refresh(
             common,
             settings,
             &image.amis,
             Some(&build_label(&image_arn)),
+            Supersede::Skip,
             false,
             deadline,
             &mut summary,
         )
         .await?;
-        if summary
-            .parameters
-            .iter()
-            .all(|p| p.action == "already-current")
-        {
+        if summary.parameters.iter().all(|p| p.action != "written") {
             summary.outcome = Outcome::AlreadyPublished;
         }
         summary
@@ -583,13 +618,34 @@ async fn follow_up(common: &Common, built_manifest: Option<&str>) -> Result<Stri
     }
 }
 
+/// Whether an image whose label already sits on an older parameter version is published
+/// again: an operator's republish does; a late or repeated event does not, so it cannot put
+/// back an AMI a newer build replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supersede {
+    Publish,
+    Skip,
+}
+
+fn require_amis(image_arn: &str, amis: &[(String, String)]) -> Result<(), PrepullError> {
+    if amis.is_empty() {
+        return Err(PrepullError::Unexpected {
+            what: "GetImage",
+            detail: format!("image {image_arn} is AVAILABLE but lists no AMIs"),
+        });
+    }
+    Ok(())
+}
+
 /// Writes each region's AMI to the parameter (skipping a region that already holds it), then
 /// refreshes every configured group.
+#[allow(clippy::too_many_arguments)]
 async fn publish_and_refresh(
     common: &Common,
     settings: &FleetSettings,
     amis: &[(String, String)],
     label: Option<&str>,
+    supersede: Supersede,
     dry_run: bool,
     deadline: Instant,
     summary: &mut Summary,
@@ -609,11 +665,34 @@ async fn publish_and_refresh(
             }
             Err(error) => return Err(aws_error("GetParameter", error)),
         };
+        let labelled_version = match label {
+            Some(label) => match ssm
+                .get_parameter()
+                .name(format!("{}:{label}", settings.parameter))
+                .send()
+                .await
+            {
+                Ok(response) => response.parameter.map(|p| p.version()),
+                Err(error)
+                    if error.as_service_error().is_some_and(|e| {
+                        e.is_parameter_version_not_found() || e.is_parameter_not_found()
+                    }) =>
+                {
+                    None
+                }
+                Err(error) => return Err(aws_error("GetParameter", error)),
+            },
+            None => None,
+        };
         let holds = current
             .as_ref()
             .is_some_and(|p| p.value() == Some(ami.as_str()));
+        let superseded = supersede == Supersede::Skip && !holds && labelled_version.is_some();
         let (action, version) = if holds {
             ("already-current", current.as_ref().map(|p| p.version()))
+        } else if superseded {
+            tracing::warn!(region = %region, ami = %ami, "this build was published before and has since been replaced; not publishing it again");
+            ("superseded", labelled_version)
         } else if dry_run {
             ("would-write", None)
         } else {
@@ -630,26 +709,28 @@ async fn publish_and_refresh(
                 .map_err(|e| aws_error("PutParameter", e))?;
             ("written", Some(put.version()))
         };
-        if let (Some(label), Some(version), false) = (label, version, dry_run) {
+        if let (Some(label), Some(version), false, false) = (label, version, dry_run, superseded)
+            && labelled_version != Some(version)
+        {
             let labelled = ssm
-                .get_parameter()
-                .name(format!("{}:{label}", settings.parameter))
+                .label_parameter_version()
+                .name(&settings.parameter)
+                .parameter_version(version)
+                .labels(label)
                 .send()
                 .await
-                .is_ok_and(|r| r.parameter.is_some_and(|p| p.version() == version));
-            if !labelled {
-                ssm.label_parameter_version()
-                    .name(&settings.parameter)
-                    .parameter_version(version)
-                    .labels(label)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("LabelParameterVersion", e))?;
+                .map_err(|e| aws_error("LabelParameterVersion", e))?;
+            // SSM reports a refused label in the response, not as an error.
+            if !labelled.invalid_labels().is_empty() {
+                return Err(PrepullError::Unexpected {
+                    what: "LabelParameterVersion",
+                    detail: format!("SSM refused the label {label}"),
+                });
             }
         }
         if region == &home {
             published_at = match action {
-                "written" => Some(aws_smithy_types_now()),
+                "written" | "would-write" => Some(aws_smithy_types_now()),
                 _ => current
                     .as_ref()
                     .and_then(|p| p.last_modified_date().copied()),
@@ -662,6 +743,9 @@ async fn publish_and_refresh(
             version,
             label: label.map(str::to_owned),
         });
+    }
+    if summary.parameters.iter().all(|p| p.action == "superseded") {
+        return Ok(());
     }
     for group in &settings.asg_names {
         summary
@@ -710,19 +794,31 @@ async fn refresh_group(
             retryable: false,
         }
     };
-    let active = match active_refresh(client, group).await {
-        Ok(active) => active,
+    let refreshes = match recent_refreshes(client, group).await {
+        Ok(refreshes) => refreshes,
         Err(error) => return failed(group, error),
     };
-    let mut cancelled = None;
-    if let Some((id, started)) = active {
-        let rolls_out_this_ami = match (published_at, started) {
-            (Some(published), Some(started)) => started.secs() >= published.secs(),
-            _ => false,
-        };
-        if rolls_out_this_ami {
-            return outcome("already-rolling-out", Some(id), None);
+    // A refresh that began after the parameter took this AMI rolls it out (or has): never
+    // cancel it, never start another. A retried or repeated invocation ends here.
+    let since_publish = published_at.and_then(|published| {
+        refreshes
+            .iter()
+            .find(|r| r.started.is_some_and(|started| started >= published))
+    });
+    if let Some(refresh) = since_publish {
+        if ACTIVE_REFRESH.contains(&refresh.status.as_str()) {
+            return outcome("already-rolling-out", Some(refresh.id.clone()), None);
         }
+        if refresh.status == "Successful" {
+            return outcome("already-rolled-out", Some(refresh.id.clone()), None);
+        }
+    }
+    let active = refreshes
+        .iter()
+        .find(|r| ACTIVE_REFRESH.contains(&r.status.as_str()))
+        .map(|r| r.id.clone());
+    let mut cancelled = None;
+    if let Some(id) = active {
         match (settings.in_progress, dry_run) {
             (InProgress::Skip, _) => return outcome("skipped-refresh-in-progress", Some(id), None),
             (InProgress::Replace, true) => return outcome("would-replace", None, Some(id)),
@@ -789,10 +885,17 @@ async fn refresh_group(
     }
 }
 
-async fn active_refresh(
+struct RecentRefresh {
+    id: String,
+    status: String,
+    started: Option<aws_smithy_types::DateTime>,
+}
+
+/// The group's refreshes, newest first, as DescribeInstanceRefreshes lists them.
+async fn recent_refreshes(
     client: &aws_sdk_autoscaling::Client,
     group: &str,
-) -> Result<Option<(String, Option<aws_smithy_types::DateTime>)>, PrepullError> {
+) -> Result<Vec<RecentRefresh>, PrepullError> {
     let response = client
         .describe_instance_refreshes()
         .auto_scaling_group_name(group)
@@ -802,16 +905,15 @@ async fn active_refresh(
     Ok(response
         .instance_refreshes()
         .iter()
-        .find(|r| {
-            r.status()
-                .is_some_and(|s| ACTIVE_REFRESH.contains(&s.as_str()))
+        .map(|r| RecentRefresh {
+            id: r.instance_refresh_id().unwrap_or_default().to_owned(),
+            status: r
+                .status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+            started: r.start_time().copied(),
         })
-        .map(|r| {
-            (
-                r.instance_refresh_id().unwrap_or_default().to_owned(),
-                r.start_time().copied(),
-            )
-        }))
+        .collect())
 }
 
 #[cfg(test)]

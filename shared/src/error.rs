@@ -7,14 +7,16 @@ use aws_smithy_runtime_api::http::Response;
 use crate::config::ConfigError;
 use crate::document::DocumentError;
 
-/// AWS error codes that mean "slow down", beyond those the SDK's classifier knows.
-/// Image Builder throttles with `CallRateLimitExceededException`, which the SDK does not retry.
-const THROTTLING_CODES: [&str; 5] = [
+/// AWS error codes that mean "try again later", beyond 5xx. Image Builder throttles with
+/// `CallRateLimitExceededException`, which the SDK does not retry; SSM answers concurrent
+/// writes to one parameter with `TooManyUpdates`.
+const RETRYABLE_CODES: [&str; 6] = [
     "ThrottlingException",
     "Throttling",
     "TooManyRequestsException",
     "CallRateLimitExceededException",
     "RequestLimitExceeded",
+    "TooManyUpdates",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +58,6 @@ impl PrepullError {
         }
     }
 
-    /// The AWS error code, if this is an AWS error.
-    pub fn aws_code(&self) -> Option<&str> {
-        match self {
-            PrepullError::Aws { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
     /// A short type name for the Lambda error report.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -91,7 +85,7 @@ where
             let code = service.err().code().map(str::to_owned);
             let throttled = code
                 .as_deref()
-                .is_some_and(|c| THROTTLING_CODES.contains(&c));
+                .is_some_and(|c| RETRYABLE_CODES.contains(&c));
             (code, throttled || service.raw().status().is_server_error())
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

@@ -223,6 +223,7 @@ async fn the_same_event_twice_makes_no_second_version_and_no_second_refresh() {
     let version = parameter_in(&f, "us-east-1").await.version();
     f.s.bench.emulator.clear_requests();
 
+    let again_event = event.clone();
     let again = run(&f, event).await;
     assert_eq!(again.outcome, Outcome::AlreadyPublished);
     assert_eq!(
@@ -237,6 +238,42 @@ async fn the_same_event_twice_makes_no_second_version_and_no_second_refresh() {
     assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
     assert_eq!(parameter_in(&f, "us-east-1").await.version(), version);
     assert_eq!(refreshes(&f, GROUPS[0]).await.len(), 1);
+
+    // Redelivered after the rollout finished: still nothing to do.
+    for group in GROUPS {
+        f.s.bench
+            .emulator
+            .finish_refresh(group, "Successful", None)
+            .unwrap();
+    }
+    f.s.bench.emulator.clear_requests();
+    let late = run(&f, again_event).await;
+    assert_eq!(
+        late.refreshes.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        ["already-rolled-out", "already-rolled-out"]
+    );
+    assert!(mutating(&f).is_empty());
+}
+
+#[tokio::test]
+async fn a_late_event_for_a_replaced_build_publishes_nothing() {
+    let f = fleet("replace").await;
+    let (_, older) = finished(&f, "web 2", "AVAILABLE").await;
+    run(&f, older.clone()).await;
+    let (_, newer) = finished(&f, "web 3", "AVAILABLE").await;
+    let newest = run(&f, newer).await;
+    f.s.bench.emulator.clear_requests();
+    let late = run(&f, older).await;
+    assert_eq!(
+        late.parameters.iter().map(|p| p.action).collect::<Vec<_>>(),
+        ["superseded", "superseded"]
+    );
+    assert!(late.refreshes.is_empty());
+    assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(newest.parameters[0].ami.as_str())
+    );
 }
 
 #[tokio::test]
@@ -531,6 +568,21 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
             "StartInstanceRefresh"
         ]
     );
+
+    // Retried, the rollback finds its own version and changes nothing.
+    f.s.bench.emulator.clear_requests();
+    let retried = run(&f, json!({"action": "rollback"})).await;
+    assert!(
+        retried
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("already rolled back"),
+        "{:?}",
+        retried.reason
+    );
+    assert_eq!(retried.parameters[0].action, "already-current");
+    assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
 }
 
 #[tokio::test]
