@@ -17,7 +17,7 @@ use crate::error::{PrepullError, aws_error};
 use crate::image::quote;
 use crate::imagebuilder;
 use crate::plan::{self, BuildDecision};
-use crate::reconcile::{current_parent_image, start_build};
+use crate::reconcile::{BuildToken, build_request, current_parent_image, start_build};
 
 static IMAGE_ARN: LazyLock<Regex> = LazyLock::new(|| {
     // A constant pattern, checked by the tests below.
@@ -605,12 +605,14 @@ async fn follow_up(common: &Common, built_manifest: Option<&str>) -> Result<Stri
         .map(|v| v.to_string())
         .unwrap_or_default();
     match plan::decide_build(&builds, &latest, &version, "follow-up") {
-        BuildDecision::Start { client_token, tags } => {
+        BuildDecision::Start { token_prefix, tags } => {
             let view = imagebuilder::read_pipeline(client, common.config.pipeline.as_str()).await?;
             let parent = current_parent_image(common, &view).await?;
+            let (token, tags) =
+                build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
             Ok(format!(
                 "started {}",
-                start_build(common, &client_token, tags, parent.as_deref()).await?
+                start_build(common, &token, &tags).await?
             ))
         }
         BuildDecision::QueuedBehind { image_arn } => Ok(format!("running {image_arn}")),

@@ -9,7 +9,8 @@ use crate::events::{Push, Record, read_input};
 use crate::imagebuilder;
 use crate::plan::{self, BuildDecision};
 use crate::reconcile::{
-    Resolve, current_parent_image, plan_pipeline, reconcile_component, start_build,
+    BuildToken, Resolve, build_request, current_parent_image, plan_pipeline, reconcile_component,
+    start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,10 +144,11 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let version = component.version.clone().unwrap_or_default();
     summary.outcome =
         match plan::decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
-            BuildDecision::Start { client_token, tags } => {
+            BuildDecision::Start { token_prefix, tags } => {
                 let parent = current_parent_image(common, &view).await?;
-                summary.image_build_version_arn =
-                    Some(start_build(common, &client_token, tags, parent.as_deref()).await?);
+                let (token, tags) =
+                    build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
+                summary.image_build_version_arn = Some(start_build(common, &token, &tags).await?);
                 Outcome::BuildStarted
             }
             BuildDecision::QueuedBehind { image_arn } => {

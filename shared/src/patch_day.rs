@@ -11,10 +11,10 @@ use crate::config::ConfigError;
 use crate::error::PrepullError;
 use crate::image::quote;
 use crate::imagebuilder::{self, RecipeChange};
-use crate::plan::{self, BuildSummary, ComponentPlan, RUNNING_STATUSES, client_token};
+use crate::plan::{self, BuildSummary, ComponentPlan, RUNNING_STATUSES};
 use crate::reconcile::{
-    ComponentOutcome, Resolve, current_parent_image, plan_pipeline, reconcile_component,
-    start_build,
+    BuildToken, ComponentOutcome, Resolve, build_request, current_parent_image, plan_pipeline,
+    reconcile_component, start_build,
 };
 
 /// Patch Tuesday: the second Tuesday of the month.
@@ -329,15 +329,11 @@ pub async fn handle(
 
     let version = component.version.clone().unwrap_or_default();
     let build = (running.is_none() && !reasons.is_empty()).then(|| {
-        let client_token = match &request.forced {
+        let token = match &request.forced {
             // Each forced invocation is its own build, even with the same reason.
-            Some(_) => request_id.chars().take(36).collect(),
-            // Scheduled runs on one day converge on one build per manifest.
-            None => client_token(
-                "s",
-                &now.format("%Y%m%d").to_string(),
-                &component.manifest_hash,
-            ),
+            Some(_) => BuildToken::Exact(request_id.to_owned()),
+            // Scheduled runs on one day converge on one build for the same request.
+            None => BuildToken::Derived(format!("s{}", now.format("%Y%m%d"))),
         };
         let mut tags = vec![
             (
@@ -350,6 +346,7 @@ pub async fn handle(
         if let Some(reason) = &request.forced {
             tags.push((plan::REASON_TAG.to_owned(), reason.clone()));
         }
+        let (client_token, tags) = build_request(token, tags, parent_now.as_deref());
         PlannedBuild { client_token, tags }
     });
     let outcome = match (&running, &build) {
@@ -361,15 +358,8 @@ pub async fn handle(
     if !request.dry_run
         && let Some(build) = &build
     {
-        image_build_version_arn = Some(
-            start_build(
-                common,
-                &build.client_token,
-                build.tags.clone(),
-                parent_now.as_deref(),
-            )
-            .await?,
-        );
+        image_build_version_arn =
+            Some(start_build(common, &build.client_token, &build.tags).await?);
     }
     if recipe_arn.is_some() {
         tracing::info!(

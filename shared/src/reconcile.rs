@@ -9,7 +9,7 @@ use crate::ecr;
 use crate::error::{PrepullError, aws_error};
 use crate::events::Push;
 use crate::imagebuilder::{self, PipelineView, RecipeChange};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, sha256_hex};
 use crate::plan::{self, ComponentPlan, PARENT_IMAGE_TAG};
 
 /// How many times a concurrent writer may take the version this run wanted before it gives
@@ -206,21 +206,49 @@ pub async fn current_parent_image(
     }
 }
 
-/// Starts the pipeline, recording the parent image's current value on the image.
-pub async fn start_build(
-    common: &Common,
-    token: &str,
+/// How a build's client token is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildToken {
+    /// Exactly this token: a forced build uses its invocation's request id.
+    Exact(String),
+    /// This prefix and a hash of every tag: the same request converges on one build, and a
+    /// request that differs in anything (trigger, manifest, parent image) is a new one
+    /// rather than an `IdempotentParameterMismatchException`.
+    Derived(String),
+}
+
+/// The final token and tags of a build: the parent image's current value is recorded too.
+pub fn build_request(
+    token: BuildToken,
     mut tags: Vec<(String, String)>,
     parent_image: Option<&str>,
-) -> Result<String, PrepullError> {
+) -> (String, Vec<(String, String)>) {
     if let Some(parent) = parent_image {
         tags.push((PARENT_IMAGE_TAG.to_owned(), parent.to_owned()));
     }
+    let token = match token {
+        BuildToken::Exact(token) => token.chars().take(36).collect(),
+        BuildToken::Derived(prefix) => {
+            let mut sorted = tags.clone();
+            sorted.sort();
+            let joined: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            plan::client_token(&prefix, "-", &sha256_hex(joined.join("\n").as_bytes()))
+        }
+    };
+    (token, tags)
+}
+
+/// Starts the pipeline with a token and tags from [`build_request`].
+pub async fn start_build(
+    common: &Common,
+    token: &str,
+    tags: &[(String, String)],
+) -> Result<String, PrepullError> {
     let arn = imagebuilder::start_build(
         &common.clients.imagebuilder,
         common.config.pipeline.as_str(),
         token,
-        &tags,
+        tags,
     )
     .await?;
     tracing::info!(image = %arn, "pipeline build started");

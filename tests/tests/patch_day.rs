@@ -358,3 +358,35 @@ async fn a_malformed_payload_is_a_clear_error_and_makes_no_call() {
     }
     assert!(s.bench.emulator.requests().is_empty(), "not even a read");
 }
+
+#[tokio::test]
+async fn a_second_reason_on_the_same_day_is_a_new_build_not_a_token_clash() {
+    let s = established().await;
+    let first = run(&s, schedule(), "r-1", "2026-12-09T06:00:00Z").await;
+    s.bench
+        .emulator
+        .finish_image(
+            first.image_build_version_arn.as_deref().unwrap(),
+            "AVAILABLE",
+            None,
+        )
+        .unwrap();
+    set_parent(&s, "ami-0ccccccccccccccc3").await;
+    let second = dry_then_real(&s, schedule(), "r-2", "2026-12-09T18:00:00Z").await;
+    assert_eq!(
+        (second.outcome, second.reasons.clone()),
+        (Outcome::BuildStarted, vec!["parent-image"])
+    );
+    let tokens: Vec<String> = start_calls(&s)
+        .iter()
+        .map(|p| p["clientToken"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 2);
+    assert_ne!(tokens[0], tokens[1]);
+    assert!(
+        tokens
+            .iter()
+            .all(|t| t.starts_with("s20261209-") && t.len() <= 36),
+        "{tokens:?}"
+    );
+}
