@@ -23,6 +23,7 @@ pub async fn resolve(
     config: &SdkConfig,
     home: &aws_sdk_ecr::Client,
     images: &[ImageRef],
+    read_at: DateTime<Utc>,
 ) -> Result<Resolved, PrepullError> {
     let mut resolved = Resolved::default();
     let home_region = config.region().map(|r| r.as_ref().to_owned());
@@ -71,10 +72,9 @@ pub async fn resolve(
             what: "DescribeImages",
             detail: e.to_string(),
         })?;
-        let pushed_at = detail
-            .image_pushed_at()
-            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
-        resolved.manifest.pin(image.clone(), digest, pushed_at);
+        // `imagePushedAt` is when the digest was first pushed, not when the tag moved to it
+        // (a retag keeps the old time); the time it was read is what is known to be current.
+        resolved.manifest.pin(image.clone(), digest, Some(read_at));
     }
     Ok(resolved)
 }

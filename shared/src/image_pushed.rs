@@ -116,7 +116,15 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     }
 
     let trigger = describe_trigger(&pushes);
-    let component = reconcile_component(common, &pushes, Resolve::Missing, &trigger, false).await?;
+    let component = reconcile_component(
+        common,
+        &pushes,
+        Resolve::Missing,
+        &trigger,
+        false,
+        chrono::Utc::now(),
+    )
+    .await?;
     summary.unresolved = component.unresolved.clone();
     summary.applied = component.applied.clone();
     summary.images = component.images.clone();

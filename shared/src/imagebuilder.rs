@@ -23,6 +23,38 @@ fn build_number(arn: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How many versions beyond what ListComponents reports are probed for.
+const MAX_PROBED_VERSIONS: usize = 10;
+
+/// Every build-version ARN of one component version; none if the version does not exist.
+async fn list_build_arns(client: &Client, version_arn: &str) -> Result<Vec<String>, PrepullError> {
+    let mut arns = Vec::new();
+    let mut pages = client
+        .list_component_build_versions()
+        .component_version_arn(version_arn)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => arns.extend(
+                page.component_summary_list()
+                    .iter()
+                    .filter_map(|s| s.arn())
+                    .map(str::to_owned),
+            ),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.meta().code() == Some("ResourceNotFoundException")) =>
+            {
+                break;
+            }
+            Err(error) => return Err(aws_error("ListComponentBuildVersions", error)),
+        }
+    }
+    Ok(arns)
+}
+
 /// Reads the cache component: its highest version, and every build of that version.
 pub async fn read_component_state(
     client: &Client,
@@ -59,25 +91,32 @@ pub async fn read_component_state(
         return Ok(ComponentState::default());
     };
 
-    let mut build_arns: Vec<String> = Vec::new();
-    let mut pages = client
-        .list_component_build_versions()
-        .component_version_arn(&version_arn)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("ListComponentBuildVersions", e))?;
-        build_arns.extend(
-            page.component_summary_list()
-                .iter()
-                .filter_map(|s| s.arn())
-                .map(str::to_owned),
+    // ListComponents can lag behind a version created moments ago; the next patch versions
+    // are probed directly, so two pushes in quick succession do not plan the same version.
+    let (mut latest_version, mut version_arn) = (latest_version, version_arn);
+    let mut build_arns = list_build_arns(client, &version_arn).await?;
+    for _ in 0..MAX_PROBED_VERSIONS {
+        let next = Version::new(
+            latest_version.major,
+            latest_version.minor,
+            latest_version.patch + 1,
         );
+        let next_arn = format!(
+            "{}/{next}",
+            version_arn
+                .rsplit_once('/')
+                .map_or(version_arn.as_str(), |(base, _)| base)
+        );
+        let next_builds = list_build_arns(client, &next_arn).await?;
+        if next_builds.is_empty() {
+            break;
+        }
+        (latest_version, version_arn, build_arns) = (next, next_arn, next_builds);
     }
     build_arns.sort_by_key(|arn| build_number(arn));
 
     let mut state = ComponentState {
-        latest_version: Some(latest_version),
+        latest_version: Some(latest_version.clone()),
         ..ComponentState::default()
     };
     for arn in &build_arns {

@@ -154,8 +154,8 @@ pub fn evaluate(facts: &Facts<'_>) -> Vec<Condition> {
         name: "manifest-changed",
         holds: facts.manifest_changed.is_some(),
         detail: facts.manifest_changed.map_or_else(
-            || "the cache component matches ECR".to_owned(),
-            |v| format!("new cache component version {v}"),
+            || "the cache component matches ECR and is built".to_owned(),
+            str::to_owned,
         ),
     });
 
@@ -285,7 +285,7 @@ pub async fn handle(
         None => "scheduled reconcile".to_owned(),
     };
     let component: ComponentOutcome =
-        reconcile_component(common, &[], Resolve::All, &trigger, request.dry_run).await?;
+        reconcile_component(common, &[], Resolve::All, &trigger, request.dry_run, now).await?;
     let (view, recipe_change) = plan_pipeline(common, &component).await?;
     let mut recipe_arn = None;
     if !request.dry_run
@@ -308,11 +308,25 @@ pub async fn handle(
     )
     .await?;
     let parent_now = current_parent_image(common, &view).await?;
+    // A version written by an earlier run that failed before starting its build still counts:
+    // no image carries the latest manifest yet.
+    let built = builds.iter().any(|b| {
+        b.manifest_hash.as_deref() == Some(component.manifest_hash.as_str())
+            && (b.status == "AVAILABLE" || RUNNING_STATUSES.contains(&b.status.as_str()))
+    });
+    let manifest_changed = match (&component.planned, built) {
+        (Some(planned), _) => Some(format!("new cache component version {}", planned.version)),
+        (None, false) => Some(format!(
+            "no image is built from cache component version {}",
+            component.version.as_deref().unwrap_or("?")
+        )),
+        (None, true) => None,
+    };
     let conditions = evaluate(&Facts {
         now,
         settings,
         builds: &builds,
-        manifest_changed: component.planned.as_ref().map(|p| p.version.as_str()),
+        manifest_changed: manifest_changed.as_deref(),
         parent_reference: view.recipe.parent_image(),
         parent_now: parent_now.as_deref(),
         forced: request.forced.as_deref(),

@@ -47,6 +47,7 @@ pub struct ComponentOutcome {
 }
 
 /// Reads the component, works out the manifest, and (unless `dry_run`) writes the new version.
+/// Digests read from ECR are pinned with `now`, the time they were known to be current.
 /// Concurrent writers of the same version are detected by the build number of the version
 /// written, and merged into the next one.
 pub async fn reconcile_component(
@@ -55,6 +56,7 @@ pub async fn reconcile_component(
     resolve: Resolve,
     trigger: &str,
     dry_run: bool,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ComponentOutcome, PrepullError> {
     let config = &common.config;
     let client = &common.clients.imagebuilder;
@@ -71,7 +73,7 @@ pub async fn reconcile_component(
             resolved = Some(if wanted.is_empty() {
                 ecr::Resolved::default()
             } else {
-                ecr::resolve(&common.clients.config, &common.clients.ecr, &wanted).await?
+                ecr::resolve(&common.clients.config, &common.clients.ecr, &wanted, now).await?
             });
         }
         let found = resolved
@@ -232,7 +234,7 @@ pub fn build_request(
             let mut sorted = tags.clone();
             sorted.sort();
             let joined: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            plan::client_token(&prefix, "-", &sha256_hex(joined.join("\n").as_bytes()))
+            plan::client_token(&prefix, "", &sha256_hex(joined.join("\n").as_bytes()))
         }
     };
     (token, tags)

@@ -642,3 +642,39 @@ async fn a_pinned_recipe_gets_a_new_version_and_the_pipeline_keeps_every_other_f
         "PREPULL_RUNTIME=docker renders for Docker"
     );
 }
+
+#[tokio::test]
+async fn a_version_listcomponents_does_not_show_yet_is_still_found() {
+    let s = scenario(&["team/web:v42"]).await;
+    let first = s.push("team/web", "v42", "web 2").await.unwrap();
+    handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &first, &at(0))]),
+    )
+    .await
+    .unwrap();
+    // ListComponents lags behind the version just created.
+    s.bench.emulator.set_component_list_lag(1);
+    let second = s.push("team/web", "v42", "web 3").await.unwrap();
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-2", "team/web", "v42", &second, &at(5))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary.component_version.as_deref(),
+        Some("1.0.2"),
+        "not a second build of 1.0.1"
+    );
+    let builds = s
+        .imagebuilder
+        .list_component_build_versions()
+        .component_version_arn(
+            "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/1.0.1",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(builds.component_summary_list().len(), 1);
+}

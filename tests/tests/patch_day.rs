@@ -390,3 +390,43 @@ async fn a_second_reason_on_the_same_day_is_a_new_build_not_a_token_clash() {
         "{tokens:?}"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_failed_after_writing_the_version_is_finished_by_the_retry() {
+    let s = established().await;
+    s.push("team/api", "v7", "api, event lost").await.unwrap();
+    s.bench.emulator.inject(prepull_bench::emulator::Fault::new(
+        "StartImagePipelineExecution",
+        prepull_bench::emulator::FaultKind::ServerError,
+        3,
+    ));
+    s.bench.emulator.set_clock(Some(at("2026-12-02T06:00:00Z")));
+    let error = handle(
+        &s.common,
+        settings(),
+        schedule(),
+        "r-1",
+        at("2026-12-02T06:00:00Z"),
+    )
+    .await
+    .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    s.bench.emulator.clear_requests();
+    let retried = dry_then_real(&s, schedule(), "r-1", "2026-12-02T06:01:00Z").await;
+    assert_eq!(
+        (retried.outcome, retried.reasons.clone()),
+        (Outcome::BuildStarted, vec!["manifest-changed"])
+    );
+    assert!(
+        retried.conditions[0]
+            .detail
+            .contains("no image is built from cache component version 1.0.2"),
+        "{}",
+        retried.conditions[0].detail
+    );
+    assert_eq!(
+        s.bench.emulator.mutating_operations(),
+        ["StartImagePipelineExecution"],
+        "the version is not written twice"
+    );
+}

@@ -228,6 +228,9 @@ pub struct ImageBuilder {
     idempotency: HashMap<(String, String), (Value, Value)>,
     /// Every "EC2 Image Builder Image State Change" event the service would have emitted.
     events: Vec<Value>,
+    /// How many of the newest component builds ListComponents does not show yet: AWS
+    /// documents that new components can take a while to appear there.
+    pub list_lag: usize,
 }
 
 impl ImageBuilder {
@@ -328,6 +331,7 @@ impl ImageBuilder {
             images: self.images.clone(),
             idempotency: HashMap::new(),
             events: Vec::new(),
+            list_lag: 0,
         };
         scratch.dispatch(context, operation, params).map(|_| ())
     }
@@ -495,7 +499,8 @@ impl ImageBuilder {
         let owner = str_field(params, "owner").unwrap_or("Self");
         let filters = filters(params)?;
         let mut versions: Vec<Value> = Vec::new();
-        for component in &self.components {
+        let visible = self.components.len().saturating_sub(self.list_lag);
+        for component in &self.components[..visible] {
             let owned = match owner {
                 "Self" => component["owner"] == context.account_id.as_str(),
                 "Amazon" => component["owner"] == "Amazon",

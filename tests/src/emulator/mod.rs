@@ -450,6 +450,12 @@ impl Emulator {
         *lock(&self.inner.clock) = now;
     }
 
+    /// Hides the newest `builds` component builds from ListComponents, as its eventual
+    /// consistency would.
+    pub fn set_component_list_lag(&self, builds: usize) {
+        lock(&self.inner.services).imagebuilder.list_lag = builds;
+    }
+
     /// How long a cancelled refresh stays `Cancelling`.
     pub fn set_refresh_cancel_delay(&self, delay: Duration) {
         lock(&self.inner.services).autoscaling.cancel_delay = delay;
