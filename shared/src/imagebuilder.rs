@@ -23,6 +23,9 @@ fn build_number(arn: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How many recipe versions are tried when the planned one exists already.
+const MAX_RECIPE_ATTEMPTS: u32 = 5;
+
 /// How many versions beyond what ListComponents reports are probed for.
 const MAX_PROBED_VERSIONS: usize = 10;
 
@@ -292,29 +295,72 @@ pub async fn apply_recipe_change(
             what: "ComponentConfiguration",
             detail: e.to_string(),
         })?;
-    let created = client
-        .create_image_recipe()
-        .set_name(recipe.name().map(str::to_owned))
-        .set_description(recipe.description().map(str::to_owned))
-        .semantic_version(&change.new_version)
-        .set_components(Some(components))
-        .set_parent_image(recipe.parent_image().map(str::to_owned))
-        .set_block_device_mappings(recipe.block_device_mappings.clone())
-        .set_tags(recipe.tags.clone())
-        .set_working_directory(recipe.working_directory().map(str::to_owned))
-        .set_additional_instance_configuration(recipe.additional_instance_configuration().cloned())
-        .set_ami_tags(recipe.ami_tags.clone())
-        .client_token(client_token("r", &change.new_version, manifest_hash))
-        .send()
-        .await
-        .map_err(|e| aws_error("CreateImageRecipe", e))?;
-    let new_recipe_arn = created
-        .image_recipe_arn()
-        .ok_or_else(|| PrepullError::Unexpected {
-            what: "CreateImageRecipe",
-            detail: "no imageRecipeArn in the response".to_owned(),
-        })?
-        .to_owned();
+    // The planned version can exist already: an earlier run made it and then failed before
+    // updating the pipeline, or another writer got there first. A version that pins this
+    // very build is adopted; otherwise the next patch is tried.
+    let mut version = Version::parse(&change.new_version).unwrap_or_else(|_| Version::new(1, 0, 1));
+    let mut attempts = 0;
+    let new_recipe_arn = loop {
+        attempts += 1;
+        let created = client
+            .create_image_recipe()
+            .set_name(recipe.name().map(str::to_owned))
+            .set_description(recipe.description().map(str::to_owned))
+            .semantic_version(version.to_string())
+            .set_components(Some(components.clone()))
+            .set_parent_image(recipe.parent_image().map(str::to_owned))
+            .set_block_device_mappings(recipe.block_device_mappings.clone())
+            .set_tags(recipe.tags.clone())
+            .set_working_directory(recipe.working_directory().map(str::to_owned))
+            .set_additional_instance_configuration(
+                recipe.additional_instance_configuration().cloned(),
+            )
+            .set_ami_tags(recipe.ami_tags.clone())
+            .client_token(client_token("r", &version.to_string(), manifest_hash))
+            .send()
+            .await;
+        match created {
+            Ok(created) => {
+                break created
+                    .image_recipe_arn()
+                    .ok_or_else(|| PrepullError::Unexpected {
+                        what: "CreateImageRecipe",
+                        detail: "no imageRecipeArn in the response".to_owned(),
+                    })?
+                    .to_owned();
+            }
+            Err(error)
+                if attempts < MAX_RECIPE_ATTEMPTS
+                    && error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_already_exists_exception()) =>
+            {
+                let existing_arn = format!(
+                    "{}/{version}",
+                    recipe
+                        .arn()
+                        .unwrap_or_default()
+                        .rsplit_once('/')
+                        .map_or("", |(base, _)| base)
+                );
+                let existing = client
+                    .get_image_recipe()
+                    .image_recipe_arn(&existing_arn)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("GetImageRecipe", e))?;
+                let pins_this_build = existing
+                    .image_recipe()
+                    .and_then(|r| r.components().get(change.component_index))
+                    .is_some_and(|c| c.component_arn() == component_build_arn);
+                if pins_this_build {
+                    break existing_arn;
+                }
+                version = Version::new(version.major, version.minor, version.patch + 1);
+            }
+            Err(error) => return Err(aws_error("CreateImageRecipe", error)),
+        }
+    };
     client
         .update_image_pipeline()
         .set_image_pipeline_arn(pipeline.arn().map(str::to_owned))
@@ -337,7 +383,7 @@ pub async fn apply_recipe_change(
         .set_logging_configuration(pipeline.logging_configuration().cloned())
         .set_execution_role(pipeline.execution_role().map(str::to_owned))
         .set_image_tags(pipeline.image_tags.clone())
-        .client_token(client_token("p", &change.new_version, manifest_hash))
+        .client_token(client_token("p", &version.to_string(), manifest_hash))
         .send()
         .await
         .map_err(|e| aws_error("UpdateImagePipeline", e))?;

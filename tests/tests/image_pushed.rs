@@ -678,3 +678,54 @@ async fn a_version_listcomponents_does_not_show_yet_is_still_found() {
         .unwrap();
     assert_eq!(builds.component_summary_list().len(), 1);
 }
+
+#[tokio::test]
+async fn a_pinned_recipe_whose_next_version_exists_moves_to_the_one_after() {
+    let seed = PipelineSeed {
+        reference: ComponentReference::Pinned,
+        ..PipelineSeed::default()
+    };
+    let s = Scenario::start(&["team/web:v42"], seed, &[]).await.unwrap();
+    // Someone already made recipe 1.0.1 (say, by hand) without pointing the pipeline at it.
+    let old = s
+        .imagebuilder
+        .get_image_recipe()
+        .image_recipe_arn(&s.pipeline.recipe_arn)
+        .send()
+        .await
+        .unwrap();
+    let old = old.image_recipe().unwrap();
+    s.imagebuilder
+        .create_image_recipe()
+        .name(old.name().unwrap())
+        .semantic_version("1.0.1")
+        .parent_image(old.parent_image().unwrap())
+        .set_components(Some(old.components().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let digest = s.push("team/web", "v42", "web 2").await.unwrap();
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    assert!(
+        summary.recipe_arn.as_deref().unwrap().ends_with("/1.0.2"),
+        "{:?}",
+        summary.recipe_arn
+    );
+    let pipeline = s
+        .imagebuilder
+        .get_image_pipeline()
+        .image_pipeline_arn(&s.pipeline.pipeline_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pipeline.image_pipeline().unwrap().image_recipe_arn(),
+        summary.recipe_arn.as_deref()
+    );
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+}
