@@ -8,6 +8,8 @@
 //! no private override.
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 
 /// One client per AWS service prepull uses, built once at init and borrowed by handlers.
 #[derive(Clone, Debug)]
@@ -32,10 +34,47 @@ impl AwsClients {
     pub fn from_config(config: &SdkConfig) -> Self {
         Self {
             config: config.clone(),
-            imagebuilder: aws_sdk_imagebuilder::Client::new(config),
+            imagebuilder: aws_sdk_imagebuilder::Client::from_conf(
+                aws_sdk_imagebuilder::config::Builder::from(config)
+                    .retry_classifier(ImageBuilderRateLimit)
+                    .build(),
+            ),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
             ecr: aws_sdk_ecr::Client::new(config),
         }
+    }
+}
+
+/// Image Builder throttles with `CallRateLimitExceededException` (HTTP 429), a code the SDK's
+/// standard classifier does not know. This makes the SDK back off and retry it like any other
+/// throttling error, within the standard retry configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageBuilderRateLimit;
+
+const RATE_LIMIT_CODE: &str = "CallRateLimitExceededException";
+
+impl ClassifyRetry for ImageBuilderRateLimit {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(response) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        let by_header = response
+            .headers()
+            .get("x-amzn-errortype")
+            .is_some_and(|code| code.split(':').next() == Some(RATE_LIMIT_CODE));
+        let by_body = response.body().bytes().is_some_and(|body| {
+            response.status().as_u16() == 429
+                && String::from_utf8_lossy(body).contains(RATE_LIMIT_CODE)
+        });
+        if by_header || by_body {
+            RetryAction::throttling_error()
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "Image Builder CallRateLimitExceededException"
     }
 }

@@ -307,3 +307,34 @@ async fn the_log_and_faults_are_reachable_over_http_and_tell_reads_from_writes()
         "reset forgets every resource"
     );
 }
+
+#[tokio::test]
+async fn prepull_clients_retry_image_builders_own_rate_limit_error() {
+    let emulator = emulator().await;
+    let config = sdk_config_for(&emulator.url(), "us-east-1").await;
+    let retry = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(10));
+    let config = config.into_builder().retry_config(retry).build();
+    let clients = prepull::aws::AwsClients::from_config(&config);
+    emulator.inject(Fault::new("ListComponents", FaultKind::RateLimit, 2));
+    clients
+        .imagebuilder
+        .list_components()
+        .send()
+        .await
+        .expect("retried past CallRateLimitExceededException");
+    let codes: Vec<Option<String>> = emulator
+        .requests_of("ListComponents")
+        .into_iter()
+        .map(|r| r.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Some("CallRateLimitExceededException".to_owned()),
+            Some("CallRateLimitExceededException".to_owned()),
+            None
+        ]
+    );
+}
