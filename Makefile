@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 PIP_FLAGS := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test bench clean
+.PHONY: setup test bench benchmark clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed
 
@@ -32,6 +32,9 @@ test: setup
 
 bench: $(VENV)/.installed
 	cargo run --quiet --locked -p prepull-tests --bin prepull-bench -- $(BENCH_ARGS)
+
+benchmark: $(VENV)/.installed
+	cargo run --quiet --locked --release -p prepull-tests --bin prepull-benchmark
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) target .aws-sam
