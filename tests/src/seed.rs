@@ -166,3 +166,24 @@ pub async fn seed_pipeline(client: &Client, seed: &PipelineSeed) -> anyhow::Resu
         distribution_arn,
     })
 }
+
+/// An Auto Scaling group of two Windows nodes whose launch template resolves the AMI
+/// parameter at launch, as prepull's fleet would look.
+pub async fn seed_group(client: &aws_sdk_autoscaling::Client, name: &str) -> anyhow::Result<()> {
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_name("windows-nodes")
+                .version("$Latest")
+                .build(),
+        )
+        .min_size(1)
+        .max_size(4)
+        .desired_capacity(2)
+        .send()
+        .await
+        .context("CreateAutoScalingGroup")?;
+    Ok(())
+}

@@ -16,19 +16,7 @@ async fn emulator_with_group(name: &str) -> (Emulator, Client) {
         .await
         .expect("emulator starts");
     let client = Client::new(&sdk_config_for(&emulator.url(), "us-east-1").await);
-    client
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(name)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name("windows-nodes")
-                .version("$Latest")
-                .build(),
-        )
-        .min_size(1)
-        .max_size(4)
-        .desired_capacity(2)
-        .send()
+    prepull_bench::seed::seed_group(&client, name)
         .await
         .expect("CreateAutoScalingGroup succeeds");
     (emulator, client)

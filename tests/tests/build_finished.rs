@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use prepull::build_finished::{FleetSettings, Outcome, Summary, handle};
 use prepull_bench::emulator::{Fault, FaultKind, Service};
 use prepull_bench::scenario::{Scenario, push_event, sqs_batch};
@@ -39,19 +38,7 @@ async fn fleet(in_progress: &str) -> Fleet {
     let s = Scenario::start(&["team/web:v42"], seed, &[]).await.unwrap();
     let autoscaling = aws_sdk_autoscaling::Client::new(&s.bench.sdk_config().await);
     for group in GROUPS {
-        autoscaling
-            .create_auto_scaling_group()
-            .auto_scaling_group_name(group)
-            .launch_template(
-                LaunchTemplateSpecification::builder()
-                    .launch_template_name("windows-nodes")
-                    .version("$Latest")
-                    .build(),
-            )
-            .min_size(1)
-            .max_size(4)
-            .desired_capacity(2)
-            .send()
+        prepull_bench::seed::seed_group(&autoscaling, group)
             .await
             .unwrap();
     }
