@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 PIP_FLAGS := --quiet --disable-pip-version-check
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test bench benchmark clean
+.PHONY: setup test demo bench benchmark clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed
 
@@ -29,6 +29,10 @@ test: setup
 	cargo test --workspace --locked
 	$(SAM_VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1 --template template.yaml
+
+demo: $(VENV)/.installed
+	cargo build --quiet --locked -p image-pushed -p patch-day -p build-finished
+	cargo run --quiet --locked -p prepull-tests --bin prepull-demo -- $(DEMO_ARGS)
 
 bench: $(VENV)/.installed
 	cargo run --quiet --locked -p prepull-tests --bin prepull-bench -- $(BENCH_ARGS)

@@ -6,11 +6,15 @@
 //! - [`bench`]: both together, ready for a test or for the `prepull-bench` command.
 //! - [`fixtures`]: the JSON events under `tests/fixtures/`.
 //! - [`seed`]: an account set up through the real APIs, as a user would have it.
+//! - [`runtime_api`]: a local Lambda Runtime API that runs a function's real binary.
+//! - [`demo`]: prepull's main job end to end, as `make demo` and the `demo_scenario` test run it.
 //! - [`scenario`]: a seeded bench plus prepull's context, and events as AWS delivers them.
 
 pub mod bench;
+pub mod demo;
 pub mod emulator;
 pub mod fixtures;
 pub mod moto;
+pub mod runtime_api;
 pub mod scenario;
 pub mod seed;

@@ -170,12 +170,21 @@ pub async fn seed_pipeline(client: &Client, seed: &PipelineSeed) -> anyhow::Resu
 /// An Auto Scaling group of two Windows nodes whose launch template resolves the AMI
 /// parameter at launch, as prepull's fleet would look.
 pub async fn seed_group(client: &aws_sdk_autoscaling::Client, name: &str) -> anyhow::Result<()> {
+    seed_group_with_template(client, name, "windows-nodes").await
+}
+
+/// An Auto Scaling group of two nodes launched from `launch_template` (`$Latest`).
+pub async fn seed_group_with_template(
+    client: &aws_sdk_autoscaling::Client,
+    name: &str,
+    launch_template: &str,
+) -> anyhow::Result<()> {
     client
         .create_auto_scaling_group()
         .auto_scaling_group_name(name)
         .launch_template(
             aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-                .launch_template_name("windows-nodes")
+                .launch_template_name(launch_template)
                 .version("$Latest")
                 .build(),
         )

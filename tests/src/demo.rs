@@ -1,0 +1,689 @@
+//! prepull's main job, end to end on one machine: the three real Lambda binaries, each under
+//! a local Lambda Runtime API, against the bench, driven through the story of a fleet.
+//!
+//! `make demo` runs it through `prepull-demo`; the `demo_scenario` test runs the same
+//! [`run`], so the demo cannot rot.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::{Datelike, Utc};
+use serde_json::{Value, json};
+
+use crate::bench::Bench;
+use crate::runtime_api::{FunctionHost, FunctionSpec, Outcome, binary_dir};
+use crate::scenario::{push_event, push_image, sqs_batch};
+use crate::seed::{PipelineSeed, seed_group_with_template, seed_pipeline};
+
+/// The images the demo watches unless told otherwise: an IIS site, a worker and an agent.
+pub const DEFAULT_IMAGES: &str =
+    "windows/web:ltsc2022,windows/worker:ltsc2022,windows/agent:ltsc2022";
+/// Stands in for the public EKS-optimized Windows Server 2022 parameter, which only AWS can
+/// write: the recipe's parent image is `ssm:` this.
+pub const PARENT_PARAMETER: &str = "/prepull/demo/windows-server-2022-eks-ami";
+pub const PARENT_AMI: &str = "ami-0a1b2c3d4e5f60001";
+pub const AMI_PARAMETER: &str = "/prepull/ami-id";
+pub const GROUP: &str = "windows-nodes";
+pub const LAUNCH_TEMPLATE: &str = "prepull-windows-nodes";
+
+/// Memory and timeouts as `template.yaml` sets them.
+const MEMORY_MB: u32 = 256;
+const IMAGE_PUSHED_TIMEOUT: Duration = Duration::from_secs(60);
+const PATCH_DAY_TIMEOUT: Duration = Duration::from_secs(120);
+const BUILD_FINISHED_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Watched images, `repository:tag`, as `PREPULL_IMAGES` takes them (in this account).
+    pub images: Vec<String>,
+    /// `containerd` or `docker`, as `PREPULL_RUNTIME` takes it.
+    pub runtime: String,
+    /// Print each function's log lines after its summary.
+    pub show_logs: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            images: DEFAULT_IMAGES.split(',').map(str::to_owned).collect(),
+            runtime: "containerd".to_owned(),
+            show_logs: false,
+        }
+    }
+}
+
+/// One step of the story and whether it did what it should.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: &'static str,
+    pub function: &'static str,
+    pub expected: &'static str,
+    pub observed: String,
+    pub passed: bool,
+    pub summary: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub steps: Vec<Step>,
+    /// The cache component's document as the last build used it.
+    pub document: String,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        !self.steps.is_empty() && self.steps.iter().all(|s| s.passed)
+    }
+
+    /// The steps as a fixed-width table.
+    pub fn table(&self) -> String {
+        let width = |f: fn(&Step) -> usize, title: &str| {
+            self.steps.iter().map(f).max().unwrap_or(0).max(title.len())
+        };
+        let name_width = width(|s| s.name.len(), "step");
+        let function_width = width(|s| s.function.len(), "function");
+        let observed_width = width(|s| s.observed.len(), "observed");
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "| # | {:name_width$} | {:function_width$} | {:observed_width$} | ok |",
+            "step", "function", "observed"
+        );
+        let _ = writeln!(
+            text,
+            "|---|{}|{}|{}|----|",
+            "-".repeat(name_width + 2),
+            "-".repeat(function_width + 2),
+            "-".repeat(observed_width + 2)
+        );
+        for (index, step) in self.steps.iter().enumerate() {
+            let _ = writeln!(
+                text,
+                "| {} | {:name_width$} | {:function_width$} | {:observed_width$} | {} |",
+                index + 1,
+                step.name,
+                step.function,
+                step.observed,
+                if step.passed { "ok" } else { "FAIL" }
+            );
+        }
+        text
+    }
+}
+
+/// The three functions, running.
+struct Functions {
+    image_pushed: FunctionHost,
+    patch_day: FunctionHost,
+    build_finished: FunctionHost,
+}
+
+impl Functions {
+    async fn stop(self) {
+        self.image_pushed.stop().await;
+        self.patch_day.stop().await;
+        self.build_finished.stop().await;
+    }
+}
+
+/// What the story has learnt so far.
+#[derive(Default)]
+struct Story {
+    first_build: String,
+    follow_up_build: String,
+    first_ami: String,
+    component_build: String,
+}
+
+/// Runs the whole demo on `bench`, writing progress to `out`. Errors are for a demo that
+/// could not run at all; a step that ran but did the wrong thing is a failed step in the
+/// report.
+pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyhow::Result<Report> {
+    if options.images.len() < 2 {
+        bail!(
+            "the demo needs at least two images (it pushes two in one burst), got {}",
+            options.images.len()
+        );
+    }
+    let images = options
+        .images
+        .iter()
+        .map(|image| {
+            image
+                .split_once(':')
+                .map(|(r, t)| (r.to_owned(), t.to_owned()))
+                .with_context(|| {
+                    format!(
+                        "the demo's images are repository:tag in the bench's account, got {image:?}"
+                    )
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let sdk = bench.sdk_config().await;
+    let ecr = aws_sdk_ecr::Client::new(&sdk);
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let imagebuilder = aws_sdk_imagebuilder::Client::new(&sdk);
+    let autoscaling = aws_sdk_autoscaling::Client::new(&sdk);
+
+    heading(out, "Seeding the bench as a user's account would look")?;
+    for (repository, tag) in &images {
+        if ecr
+            .describe_repositories()
+            .repository_names(repository)
+            .send()
+            .await
+            .is_err()
+        {
+            ecr.create_repository()
+                .repository_name(repository)
+                .send()
+                .await
+                .with_context(|| format!("creating the ECR repository {repository}"))?;
+        }
+        let digest = push_image(&ecr, repository, tag, &format!("{repository}:{tag}#1")).await?;
+        writeln!(out, "  ECR          {repository}:{tag} = {digest}")?;
+    }
+    put_parameter(&ssm, PARENT_PARAMETER, PARENT_AMI, "text").await?;
+    put_parameter(&ssm, AMI_PARAMETER, PARENT_AMI, "aws:ec2:image").await?;
+    writeln!(
+        out,
+        "  SSM          {PARENT_PARAMETER} = {PARENT_AMI} (the parent image), {AMI_PARAMETER} = {PARENT_AMI}"
+    )?;
+    create_launch_template(bench).await?;
+    seed_group_with_template(&autoscaling, GROUP, LAUNCH_TEMPLATE).await?;
+    writeln!(
+        out,
+        "  EC2/ASG      launch template {LAUNCH_TEMPLATE} (ImageId resolve:ssm:{AMI_PARAMETER}), group {GROUP}"
+    )?;
+    let seed = PipelineSeed {
+        parent_image: format!("ssm:{PARENT_PARAMETER}"),
+        ..PipelineSeed::default()
+    };
+    let pipeline = seed_pipeline(&imagebuilder, &seed).await?;
+    writeln!(
+        out,
+        "  Image Builder pipeline {} (recipe parent ssm:{PARENT_PARAMETER}, cache component {} x.x.x)",
+        pipeline.pipeline_arn, seed.component_name
+    )?;
+
+    let environment = function_environment(bench, options, &pipeline.pipeline_arn, &seed);
+    let mut functions = start_functions(bench, &environment).await?;
+    let result = story(bench, &images, &mut functions, out).await;
+    let failed = result.as_ref().map_or(true, |(report, _)| !report.passed());
+    if failed || options.show_logs {
+        for host in [
+            &functions.image_pushed,
+            &functions.patch_day,
+            &functions.build_finished,
+        ] {
+            writeln!(out, "\n--- {} logs ---", host.name())?;
+            for line in host.logs() {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    functions.stop().await;
+    let (mut report, component_build_arn) = result?;
+    report.document = component_document(&imagebuilder, &component_build_arn).await?;
+    Ok(report)
+}
+
+/// The variables `template.yaml` gives the functions, with this bench's values.
+fn function_environment(
+    bench: &Bench,
+    options: &Options,
+    pipeline_arn: &str,
+    seed: &PipelineSeed,
+) -> Vec<(String, String)> {
+    let mut environment = bench.env();
+    environment.retain(|(name, _)| name != "PREPULL_BENCH_URL");
+    let today = Utc::now().date_naive();
+    // The story's scheduled run must fall on an ordinary day.
+    let offset = (1..=14)
+        .find(|offset| {
+            prepull::patch_day::patch_day(today.year(), today.month(), *offset) != Some(today)
+        })
+        .unwrap_or(1);
+    environment.extend(
+        [
+            ("PREPULL_PIPELINE_ARN", pipeline_arn.to_owned()),
+            ("PREPULL_COMPONENT_NAME", seed.component_name.clone()),
+            ("PREPULL_IMAGES", options.images.join(",")),
+            ("PREPULL_RUNTIME", options.runtime.clone()),
+            ("PREPULL_PATCH_DAY_OFFSET_DAYS", offset.to_string()),
+            ("PREPULL_MAX_IMAGE_AGE_DAYS", "35".to_owned()),
+            ("PREPULL_AMI_PARAMETER", AMI_PARAMETER.to_owned()),
+            ("PREPULL_ASG_NAMES", GROUP.to_owned()),
+            ("PREPULL_REFRESH_MIN_HEALTHY_PERCENT", "90".to_owned()),
+            ("PREPULL_REFRESH_WARMUP_SECONDS", "300".to_owned()),
+            ("PREPULL_REFRESH_IN_PROGRESS", "replace".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    environment
+}
+
+async fn start_functions(
+    bench: &Bench,
+    environment: &[(String, String)],
+) -> anyhow::Result<Functions> {
+    let dir = binary_dir()?;
+    let config = bench.emulator.config();
+    let spec = |name: &str, timeout: Duration| FunctionSpec {
+        name: name.to_owned(),
+        binary: dir.join(name),
+        environment: environment.to_vec(),
+        memory_mb: MEMORY_MB,
+        timeout,
+        region: config.region.clone(),
+        account_id: config.account_id.clone(),
+    };
+    Ok(Functions {
+        image_pushed: FunctionHost::start(spec("image-pushed", IMAGE_PUSHED_TIMEOUT)).await?,
+        patch_day: FunctionHost::start(spec("patch-day", PATCH_DAY_TIMEOUT)).await?,
+        build_finished: FunctionHost::start(spec("build-finished", BUILD_FINISHED_TIMEOUT)).await?,
+    })
+}
+
+async fn story(
+    bench: &Bench,
+    images: &[(String, String)],
+    functions: &mut Functions,
+    out: &mut dyn Write,
+) -> anyhow::Result<(Report, String)> {
+    let sdk = bench.sdk_config().await;
+    let ecr = aws_sdk_ecr::Client::new(&sdk);
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let emulator = &bench.emulator;
+    let mut report = Report::default();
+    let mut story = Story::default();
+    let now = || Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+
+    // 1. A burst: two pushes land in one SQS batch.
+    heading(out, "1. Two images are pushed in one burst")?;
+    let mut events = Vec::new();
+    for (index, (repository, tag)) in images.iter().take(2).enumerate() {
+        let digest = push_image(&ecr, repository, tag, &format!("{repository}:{tag}#2")).await?;
+        writeln!(out, "  pushed {repository}:{tag} = {digest}")?;
+        events.push(push_event(
+            &format!("burst-{index}"),
+            repository,
+            tag,
+            &digest,
+            &now(),
+        ));
+    }
+    emulator.clear_requests();
+    let outcome = functions.image_pushed.invoke(&sqs_batch(&events)).await?;
+    let summary = show(out, &outcome)?;
+    let versions = emulator.requests_of("CreateComponent").len();
+    let builds = emulator.requests_of("StartImagePipelineExecution").len();
+    story.first_build = text(&summary, "image_build_version_arn");
+    report.steps.push(Step {
+        name: "burst of two pushes",
+        function: "image-pushed",
+        expected: "one component version, one build",
+        observed: format!(
+            "{}: {versions} version ({}), {builds} build",
+            text(&summary, "outcome"),
+            text(&summary, "component_version")
+        ),
+        passed: text(&summary, "outcome") == "build-started"
+            && versions == 1
+            && builds == 1
+            && !story.first_build.is_empty()
+            && summary["images"].as_array().map(Vec::len) == Some(images.len()),
+        summary,
+    });
+
+    // 2. A third push while that build runs.
+    heading(out, "2. A third push while the build runs")?;
+    let (repository, tag) = &images[0];
+    let digest = push_image(&ecr, repository, tag, &format!("{repository}:{tag}#3")).await?;
+    writeln!(out, "  pushed {repository}:{tag} = {digest}")?;
+    emulator.clear_requests();
+    let event = push_event("third", repository, tag, &digest, &now());
+    let outcome = functions.image_pushed.invoke(&sqs_batch(&[event])).await?;
+    let summary = show(out, &outcome)?;
+    let builds = emulator.requests_of("StartImagePipelineExecution").len();
+    story.component_build = text(&summary, "component_build_version_arn");
+    report.steps.push(Step {
+        name: "a push while the build runs",
+        function: "image-pushed",
+        expected: "queued: a new version, no second build",
+        observed: format!(
+            "{}: version {}, {builds} build started",
+            text(&summary, "outcome"),
+            text(&summary, "component_version")
+        ),
+        passed: text(&summary, "outcome") == "queued-behind-running-build" && builds == 0,
+        summary,
+    });
+
+    // 3. The first build becomes AVAILABLE.
+    heading(out, "3. The build becomes AVAILABLE")?;
+    let event = emulator
+        .finish_image(&story.first_build, "AVAILABLE", None)
+        .map_err(|e| anyhow::anyhow!("finishing the first build: {e:?}"))?;
+    let outcome = functions.build_finished.invoke(&event).await?;
+    let summary = show(out, &outcome)?;
+    story.first_ami = summary["parameters"][0]["ami"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let published = parameter_value(&ssm, AMI_PARAMETER).await?;
+    let follow_up = text(&summary, "follow_up");
+    story.follow_up_build = follow_up
+        .strip_prefix("started ")
+        .unwrap_or_default()
+        .to_owned();
+    let refresh = text(&summary["refreshes"][0], "outcome");
+    report.steps.push(Step {
+        name: "the build becomes AVAILABLE",
+        function: "build-finished",
+        expected: "AMI published, refresh started, follow-up build started",
+        observed: format!(
+            "{}: {AMI_PARAMETER} = {published}, refresh {refresh}, follow-up {}",
+            text(&summary, "outcome"),
+            if story.follow_up_build.is_empty() {
+                "none"
+            } else {
+                "started"
+            }
+        ),
+        passed: text(&summary, "outcome") == "published"
+            && !story.first_ami.is_empty()
+            && published == story.first_ami
+            && refresh == "started"
+            && !story.follow_up_build.is_empty(),
+        summary,
+    });
+
+    // 4. The first rollout and the follow-up build complete.
+    heading(out, "4. The rollout and the follow-up build complete")?;
+    finish_refresh(bench, out)?;
+    let event = if story.follow_up_build.is_empty() {
+        Value::Null
+    } else {
+        emulator
+            .finish_image(&story.follow_up_build, "AVAILABLE", None)
+            .map_err(|e| anyhow::anyhow!("finishing the follow-up build: {e:?}"))?
+    };
+    let outcome = functions.build_finished.invoke(&event).await?;
+    let summary = show(out, &outcome)?;
+    let second_ami = summary["parameters"][0]["ami"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let published = parameter_value(&ssm, AMI_PARAMETER).await?;
+    let refresh = text(&summary["refreshes"][0], "outcome");
+    report.steps.push(Step {
+        name: "the follow-up build completes",
+        function: "build-finished",
+        expected: "newer AMI published, refresh started, nothing left to build",
+        observed: format!(
+            "{}: {AMI_PARAMETER} = {published}, refresh {refresh}, follow-up {}",
+            text(&summary, "outcome"),
+            text(&summary, "follow_up")
+        ),
+        passed: text(&summary, "outcome") == "published"
+            && !second_ami.is_empty()
+            && second_ami != story.first_ami
+            && published == second_ami
+            && refresh == "started"
+            && text(&summary, "follow_up") == "not-needed",
+        summary,
+    });
+
+    // 5. The daily schedule on an ordinary day.
+    heading(
+        out,
+        "5. The daily schedule runs on a day that is not patch day",
+    )?;
+    finish_refresh(bench, out)?;
+    emulator.clear_requests();
+    let outcome = functions
+        .patch_day
+        .invoke(&json!({"source": "schedule"}))
+        .await?;
+    let summary = show(out, &outcome)?;
+    let mutating = emulator.mutating_operations();
+    report.steps.push(Step {
+        name: "scheduled run, not patch day",
+        function: "patch-day",
+        expected: "up to date, no change",
+        observed: format!(
+            "{}: {} conditions hold, {} mutating calls",
+            text(&summary, "outcome"),
+            summary["reasons"].as_array().map_or(0, Vec::len),
+            mutating.len()
+        ),
+        passed: text(&summary, "outcome") == "up-to-date"
+            && summary["reasons"].as_array().is_some_and(Vec::is_empty)
+            && mutating.is_empty(),
+        summary,
+    });
+
+    // 6. An operator's forced dry run.
+    heading(out, "6. An operator forces a rebuild, as a dry run")?;
+    emulator.clear_requests();
+    let outcome = functions
+        .patch_day
+        .invoke(&json!({"force": true, "reason": "demo: new base layer", "dry_run": true}))
+        .await?;
+    let summary = show(out, &outcome)?;
+    let mutating = emulator.mutating_operations();
+    writeln!(
+        out,
+        "  plan: {}",
+        serde_json::to_string_pretty(&summary["plan"])?
+    )?;
+    report.steps.push(Step {
+        name: "forced dry run",
+        function: "patch-day",
+        expected: "a plan with a build, no mutating call",
+        observed: format!(
+            "dry run: {}, {} mutating calls",
+            if summary["plan"]["build"].is_null() {
+                "the plan starts no build"
+            } else {
+                "the plan starts a build"
+            },
+            mutating.len()
+        ),
+        passed: summary["dry_run"] == json!(true)
+            && text(&summary, "outcome") == "build-started"
+            && !summary["plan"]["build"].is_null()
+            && mutating.is_empty(),
+        summary,
+    });
+
+    // 7. Rollback.
+    heading(out, "7. An operator rolls back")?;
+    let outcome = functions
+        .build_finished
+        .invoke(&json!({"action": "rollback"}))
+        .await?;
+    let summary = show(out, &outcome)?;
+    let published = parameter_value(&ssm, AMI_PARAMETER).await?;
+    let refresh = text(&summary["refreshes"][0], "outcome");
+    report.steps.push(Step {
+        name: "rollback",
+        function: "build-finished",
+        expected: "previous AMI published again, refresh started",
+        observed: format!(
+            "{}: {AMI_PARAMETER} = {published}, refresh {refresh}",
+            text(&summary, "outcome")
+        ),
+        passed: text(&summary, "outcome") == "rolled-back"
+            && published == story.first_ami
+            && refresh == "started",
+        summary,
+    });
+
+    // 8. A hostile push.
+    heading(out, "8. A push with a hostile tag arrives")?;
+    emulator.clear_requests();
+    let hostile = push_event(
+        "hostile",
+        repository,
+        "latest';Remove-Item-C:\\",
+        &digest,
+        &now(),
+    );
+    let outcome = functions
+        .image_pushed
+        .invoke(&sqs_batch(&[hostile]))
+        .await?;
+    let summary = show(out, &outcome)?;
+    let mutating = emulator.mutating_operations();
+    let failures = summary["batchItemFailures"].as_array().map_or(0, Vec::len);
+    report.steps.push(Step {
+        name: "hostile tag",
+        function: "image-pushed",
+        expected: "rejected to the dead-letter queue, no call",
+        observed: format!(
+            "{}: {failures} batch item failure, {} mutating calls",
+            text(&summary, "outcome"),
+            mutating.len()
+        ),
+        passed: text(&summary, "outcome") == "rejected" && failures == 1 && mutating.is_empty(),
+        summary,
+    });
+
+    Ok((report, story.component_build))
+}
+
+fn heading(out: &mut dyn Write, title: &str) -> std::io::Result<()> {
+    writeln!(out, "\n== {title}")
+}
+
+/// Prints the function's answer and returns its JSON summary (or the error, as JSON).
+fn show(out: &mut dyn Write, outcome: &Outcome) -> anyhow::Result<Value> {
+    let summary = match outcome {
+        Outcome::Response(value) => value.clone(),
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => json!({"outcome": "error", "errorType": error_type, "errorMessage": error_message}),
+        Outcome::Exited { status, init_error } => {
+            json!({"outcome": "exited", "status": status, "initError": init_error})
+        }
+        Outcome::TimedOut => json!({"outcome": "timed-out"}),
+    };
+    writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+    Ok(summary)
+}
+
+fn text(value: &Value, field: &str) -> String {
+    match &value[field] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn finish_refresh(bench: &Bench, out: &mut dyn Write) -> anyhow::Result<()> {
+    bench
+        .emulator
+        .finish_refresh(GROUP, "Successful", None)
+        .map_err(|e| anyhow::anyhow!("finishing the refresh on {GROUP}: {e:?}"))?;
+    writeln!(out, "  (the instance refresh on {GROUP} finishes)")?;
+    Ok(())
+}
+
+async fn put_parameter(
+    ssm: &aws_sdk_ssm::Client,
+    name: &str,
+    value: &str,
+    data_type: &str,
+) -> anyhow::Result<()> {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .data_type(data_type)
+        .overwrite(true)
+        .send()
+        .await
+        .with_context(|| format!("PutParameter {name}"))?;
+    Ok(())
+}
+
+async fn parameter_value(ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Result<String> {
+    let parameter = ssm
+        .get_parameter()
+        .name(name)
+        .send()
+        .await
+        .with_context(|| format!("GetParameter {name}"))?;
+    Ok(parameter
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// A launch template whose image is the AMI parameter, resolved at each launch. Written to
+/// moto (EC2) through the bench as a plain EC2 Query call: the tests carry no EC2 SDK.
+async fn create_launch_template(bench: &Bench) -> anyhow::Result<()> {
+    let config = bench.emulator.config();
+    let body = serde_urlencoded::to_string([
+        ("Action", "CreateLaunchTemplate"),
+        ("Version", "2016-11-15"),
+        ("LaunchTemplateName", LAUNCH_TEMPLATE),
+        (
+            "LaunchTemplateData.ImageId",
+            &format!("resolve:ssm:{AMI_PARAMETER}"),
+        ),
+        ("LaunchTemplateData.InstanceType", "m5.xlarge"),
+    ])?;
+    let date = Utc::now().format("%Y%m%d");
+    let response = reqwest::Client::new()
+        .post(bench.url())
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{date}/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+                crate::bench::ACCESS_KEY_ID,
+                config.region
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .context("CreateLaunchTemplate")?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() || !text.contains(LAUNCH_TEMPLATE) {
+        bail!("CreateLaunchTemplate failed ({status}): {text}");
+    }
+    Ok(())
+}
+
+/// The document of the newest cache component version the story wrote.
+async fn component_document(
+    imagebuilder: &aws_sdk_imagebuilder::Client,
+    component_build_arn: &str,
+) -> anyhow::Result<String> {
+    if component_build_arn.is_empty() {
+        return Ok(String::new());
+    }
+    let component = imagebuilder
+        .get_component()
+        .component_build_version_arn(component_build_arn)
+        .send()
+        .await
+        .context("GetComponent")?;
+    Ok(component
+        .component()
+        .and_then(|c| c.data())
+        .unwrap_or_default()
+        .to_owned())
+}
