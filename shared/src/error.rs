@@ -93,10 +93,17 @@ where
         }
         _ => (None, false),
     };
+    // A service's own message says what went wrong; the SDK's full context (raw response,
+    // headers) is only worth its length when there is no service error to show.
+    let message = match &error {
+        SdkError::ServiceError(service) => service.err().message().map(str::to_owned),
+        _ => None,
+    }
+    .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
     PrepullError::Aws {
         operation,
         code,
-        message: DisplayErrorContext(&error).to_string(),
+        message,
         retryable,
     }
 }

@@ -13,6 +13,8 @@ use chrono::{Datelike, Utc};
 use serde_json::{Value, json};
 
 use crate::bench::Bench;
+use crate::cargo_lambda::CargoLambdaWatch;
+use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec, Outcome, binary_dir};
 use crate::scenario::{push_event, push_image, sqs_batch};
 use crate::seed::{PipelineSeed, seed_group_with_template, seed_pipeline};
@@ -42,6 +44,17 @@ pub struct Options {
     pub runtime: String,
     /// Print each function's log lines after its summary.
     pub show_logs: bool,
+    /// Which Lambda Runtime API runs the functions.
+    pub runtime_api: RuntimeApi,
+}
+
+/// Which Lambda Runtime API runs the functions' binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeApi {
+    /// `cargo lambda watch`, which builds and runs each function with `cargo run`.
+    CargoLambda,
+    /// [`crate::runtime_api`]: the built binaries, one process and one Runtime API each.
+    Local,
 }
 
 impl Default for Options {
@@ -50,6 +63,7 @@ impl Default for Options {
             images: DEFAULT_IMAGES.split(',').map(str::to_owned).collect(),
             runtime: "containerd".to_owned(),
             show_logs: false,
+            runtime_api: RuntimeApi::Local,
         }
     }
 }
@@ -113,18 +127,111 @@ impl Report {
     }
 }
 
-/// The three functions, running.
-struct Functions {
-    image_pushed: FunctionHost,
-    patch_day: FunctionHost,
-    build_finished: FunctionHost,
+#[derive(Debug, Clone, Copy)]
+enum Function {
+    ImagePushed,
+    PatchDay,
+    BuildFinished,
+}
+
+impl Function {
+    const ALL: [Function; 3] = [
+        Function::ImagePushed,
+        Function::PatchDay,
+        Function::BuildFinished,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Function::ImagePushed => "image-pushed",
+            Function::PatchDay => "patch-day",
+            Function::BuildFinished => "build-finished",
+        }
+    }
+
+    fn timeout(self) -> Duration {
+        match self {
+            Function::ImagePushed => IMAGE_PUSHED_TIMEOUT,
+            Function::PatchDay => PATCH_DAY_TIMEOUT,
+            Function::BuildFinished => BUILD_FINISHED_TIMEOUT,
+        }
+    }
+}
+
+/// The three functions, running under one of the Runtime APIs.
+enum Functions {
+    Local(Vec<FunctionHost>),
+    CargoLambda(CargoLambdaWatch),
 }
 
 impl Functions {
+    async fn start(
+        bench: &Bench,
+        runtime_api: RuntimeApi,
+        environment: &[(String, String)],
+    ) -> anyhow::Result<Self> {
+        let dir = binary_dir()?;
+        if runtime_api == RuntimeApi::CargoLambda {
+            let venv_bin = workspace_root().join(".venv").join("bin");
+            let watch = CargoLambdaWatch::start(Some(&venv_bin), environment).await?;
+            return Ok(Functions::CargoLambda(watch));
+        }
+        let config = bench.emulator.config();
+        let mut hosts = Vec::new();
+        for function in Function::ALL {
+            hosts.push(
+                FunctionHost::start(FunctionSpec {
+                    name: function.name().to_owned(),
+                    binary: dir.join(function.name()),
+                    environment: environment.to_vec(),
+                    memory_mb: MEMORY_MB,
+                    timeout: function.timeout(),
+                    region: config.region.clone(),
+                    account_id: config.account_id.clone(),
+                })
+                .await?,
+            );
+        }
+        Ok(Functions::Local(hosts))
+    }
+
+    async fn invoke(&mut self, function: Function, payload: &Value) -> anyhow::Result<Outcome> {
+        match self {
+            Functions::Local(hosts) => {
+                let host = hosts
+                    .iter_mut()
+                    .find(|h| h.name() == function.name())
+                    .context("the function is not running")?;
+                host.invoke(payload).await
+            }
+            Functions::CargoLambda(watch) => {
+                watch
+                    .invoke(function.name(), payload, function.timeout())
+                    .await
+            }
+        }
+    }
+
+    /// Each source of log lines with its lines.
+    fn logs(&self) -> Vec<(String, Vec<String>)> {
+        match self {
+            Functions::Local(hosts) => hosts
+                .iter()
+                .map(|h| (h.name().to_owned(), h.logs()))
+                .collect(),
+            Functions::CargoLambda(watch) => vec![("cargo lambda watch".to_owned(), watch.logs())],
+        }
+    }
+
     async fn stop(self) {
-        self.image_pushed.stop().await;
-        self.patch_day.stop().await;
-        self.build_finished.stop().await;
+        match self {
+            Functions::Local(hosts) => {
+                for host in hosts {
+                    host.stop().await;
+                }
+            }
+            Functions::CargoLambda(watch) => watch.stop().await,
+        }
     }
 }
 
@@ -210,17 +317,13 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
     )?;
 
     let environment = function_environment(bench, options, &pipeline.pipeline_arn, &seed);
-    let mut functions = start_functions(bench, &environment).await?;
+    let mut functions = Functions::start(bench, options.runtime_api, &environment).await?;
     let result = story(bench, &images, &mut functions, out).await;
     let failed = result.as_ref().map_or(true, |(report, _)| !report.passed());
     if failed || options.show_logs {
-        for host in [
-            &functions.image_pushed,
-            &functions.patch_day,
-            &functions.build_finished,
-        ] {
-            writeln!(out, "\n--- {} logs ---", host.name())?;
-            for line in host.logs() {
+        for (source, lines) in functions.logs() {
+            writeln!(out, "\n--- {source} logs ---")?;
+            for line in lines {
                 writeln!(out, "{line}")?;
             }
         }
@@ -268,28 +371,6 @@ fn function_environment(
     environment
 }
 
-async fn start_functions(
-    bench: &Bench,
-    environment: &[(String, String)],
-) -> anyhow::Result<Functions> {
-    let dir = binary_dir()?;
-    let config = bench.emulator.config();
-    let spec = |name: &str, timeout: Duration| FunctionSpec {
-        name: name.to_owned(),
-        binary: dir.join(name),
-        environment: environment.to_vec(),
-        memory_mb: MEMORY_MB,
-        timeout,
-        region: config.region.clone(),
-        account_id: config.account_id.clone(),
-    };
-    Ok(Functions {
-        image_pushed: FunctionHost::start(spec("image-pushed", IMAGE_PUSHED_TIMEOUT)).await?,
-        patch_day: FunctionHost::start(spec("patch-day", PATCH_DAY_TIMEOUT)).await?,
-        build_finished: FunctionHost::start(spec("build-finished", BUILD_FINISHED_TIMEOUT)).await?,
-    })
-}
-
 async fn story(
     bench: &Bench,
     images: &[(String, String)],
@@ -319,7 +400,9 @@ async fn story(
         ));
     }
     emulator.clear_requests();
-    let outcome = functions.image_pushed.invoke(&sqs_batch(&events)).await?;
+    let outcome = functions
+        .invoke(Function::ImagePushed, &sqs_batch(&events))
+        .await?;
     let summary = show(out, &outcome)?;
     let versions = emulator.requests_of("CreateComponent").len();
     let builds = emulator.requests_of("StartImagePipelineExecution").len();
@@ -348,7 +431,9 @@ async fn story(
     writeln!(out, "  pushed {repository}:{tag} = {digest}")?;
     emulator.clear_requests();
     let event = push_event("third", repository, tag, &digest, &now());
-    let outcome = functions.image_pushed.invoke(&sqs_batch(&[event])).await?;
+    let outcome = functions
+        .invoke(Function::ImagePushed, &sqs_batch(&[event]))
+        .await?;
     let summary = show(out, &outcome)?;
     let builds = emulator.requests_of("StartImagePipelineExecution").len();
     story.component_build = text(&summary, "component_build_version_arn");
@@ -370,7 +455,7 @@ async fn story(
     let event = emulator
         .finish_image(&story.first_build, "AVAILABLE", None)
         .map_err(|e| anyhow::anyhow!("finishing the first build: {e:?}"))?;
-    let outcome = functions.build_finished.invoke(&event).await?;
+    let outcome = functions.invoke(Function::BuildFinished, &event).await?;
     let summary = show(out, &outcome)?;
     story.first_ami = summary["parameters"][0]["ami"]
         .as_str()
@@ -414,7 +499,7 @@ async fn story(
             .finish_image(&story.follow_up_build, "AVAILABLE", None)
             .map_err(|e| anyhow::anyhow!("finishing the follow-up build: {e:?}"))?
     };
-    let outcome = functions.build_finished.invoke(&event).await?;
+    let outcome = functions.invoke(Function::BuildFinished, &event).await?;
     let summary = show(out, &outcome)?;
     let second_ami = summary["parameters"][0]["ami"]
         .as_str()
@@ -448,8 +533,7 @@ async fn story(
     finish_refresh(bench, out)?;
     emulator.clear_requests();
     let outcome = functions
-        .patch_day
-        .invoke(&json!({"source": "schedule"}))
+        .invoke(Function::PatchDay, &json!({"source": "schedule"}))
         .await?;
     let summary = show(out, &outcome)?;
     let mutating = emulator.mutating_operations();
@@ -473,8 +557,10 @@ async fn story(
     heading(out, "6. An operator forces a rebuild, as a dry run")?;
     emulator.clear_requests();
     let outcome = functions
-        .patch_day
-        .invoke(&json!({"force": true, "reason": "demo: new base layer", "dry_run": true}))
+        .invoke(
+            Function::PatchDay,
+            &json!({"force": true, "reason": "demo: new base layer", "dry_run": true}),
+        )
         .await?;
     let summary = show(out, &outcome)?;
     let mutating = emulator.mutating_operations();
@@ -506,8 +592,7 @@ async fn story(
     // 7. Rollback.
     heading(out, "7. An operator rolls back")?;
     let outcome = functions
-        .build_finished
-        .invoke(&json!({"action": "rollback"}))
+        .invoke(Function::BuildFinished, &json!({"action": "rollback"}))
         .await?;
     let summary = show(out, &outcome)?;
     let published = parameter_value(&ssm, AMI_PARAMETER).await?;
@@ -537,8 +622,7 @@ async fn story(
         &now(),
     );
     let outcome = functions
-        .image_pushed
-        .invoke(&sqs_batch(&[hostile]))
+        .invoke(Function::ImagePushed, &sqs_batch(&[hostile]))
         .await?;
     let summary = show(out, &outcome)?;
     let mutating = emulator.mutating_operations();

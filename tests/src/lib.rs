@@ -7,10 +7,12 @@
 //! - [`fixtures`]: the JSON events under `tests/fixtures/`.
 //! - [`seed`]: an account set up through the real APIs, as a user would have it.
 //! - [`runtime_api`]: a local Lambda Runtime API that runs a function's real binary.
+//! - [`cargo_lambda`]: `cargo lambda watch`, the other Runtime API the demo can use.
 //! - [`demo`]: prepull's main job end to end, as `make demo` and the `demo_scenario` test run it.
 //! - [`scenario`]: a seeded bench plus prepull's context, and events as AWS delivers them.
 
 pub mod bench;
+pub mod cargo_lambda;
 pub mod demo;
 pub mod emulator;
 pub mod fixtures;

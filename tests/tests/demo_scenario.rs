@@ -53,7 +53,7 @@ async fn the_demo_takes_the_users_images_and_runtime() {
     let options = Options {
         images: vec!["team/api:v7".to_owned(), "team/web:v42".to_owned()],
         runtime: "docker".to_owned(),
-        show_logs: false,
+        ..Options::default()
     };
     let (report, output) = run(&options).await;
     assert!(report.passed(), "{}\n{output}", report.table());

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use prepull_bench::bench::Bench;
-use prepull_bench::demo::{self, DEFAULT_IMAGES, Options};
+use prepull_bench::demo::{self, DEFAULT_IMAGES, Options, RuntimeApi};
 
 #[derive(Parser, Debug)]
 #[command(about = "Run prepull end to end on the local AWS bench")]
@@ -27,6 +27,11 @@ struct Args {
     /// Print every function's JSON log lines at the end (they are printed anyway on failure).
     #[arg(long)]
     logs: bool,
+    /// The Lambda Runtime API: `local` (the built binaries, one process and one Runtime API
+    /// each, as the test suite runs them) or `cargo-lambda` (`cargo lambda watch`, which
+    /// builds each function again with `cargo run`, in a target directory of its own).
+    #[arg(long, default_value = "local", value_parser = ["local", "cargo-lambda"])]
+    runtime_api: String,
 }
 
 #[tokio::main]
@@ -36,6 +41,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         images: args.images,
         runtime: args.runtime,
         show_logs: args.logs,
+        runtime_api: if args.runtime_api == "local" {
+            RuntimeApi::Local
+        } else {
+            RuntimeApi::CargoLambda
+        },
     };
     let bench = Bench::start().await?;
     let mut out = std::io::stdout().lock();
