@@ -161,7 +161,7 @@ impl Function {
 /// The three functions, running under one of the Runtime APIs.
 enum Functions {
     Local(Vec<FunctionHost>),
-    CargoLambda(CargoLambdaWatch),
+    CargoLambda(Box<CargoLambdaWatch>),
 }
 
 impl Functions {
@@ -174,7 +174,7 @@ impl Functions {
         if runtime_api == RuntimeApi::CargoLambda {
             let venv_bin = workspace_root().join(".venv").join("bin");
             let watch = CargoLambdaWatch::start(Some(&venv_bin), environment).await?;
-            return Ok(Functions::CargoLambda(watch));
+            return Ok(Functions::CargoLambda(Box::new(watch)));
         }
         let config = bench.emulator.config();
         let mut hosts = Vec::new();
