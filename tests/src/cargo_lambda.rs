@@ -54,9 +54,10 @@ impl CargoLambdaWatch {
             .arg("--env-file")
             .arg(&env_file)
             // `cargo run --bin X` resolves features for one package, not the workspace, so in
-            // the shared target directory each build would undo the other's.
-            .arg("--target-dir")
-            .arg(watch_target_dir())
+            // the shared target directory each build would undo the other's. (The variable,
+            // not `--target-dir`: cargo-lambda 1.9 passes that flag on to `cargo metadata`,
+            // which refuses it.)
+            .env("CARGO_TARGET_DIR", watch_target_dir())
             .current_dir(workspace_root())
             .env("PATH", path)
             .stdin(Stdio::null())
