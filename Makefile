@@ -53,4 +53,4 @@ benchmark: $(VENV)/.installed
 	cargo run --quiet --locked --release -p prepull-tests --bin prepull-benchmark
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) target .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) target .aws-sam

@@ -359,6 +359,27 @@ def check_scenario(check: Check, template_path: Path, label: str, parameters: di
             f"{label}: the schedule has a retry policy and a dead-letter queue",
         )
 
+    # PauseRebuilds stops exactly the two rebuild triggers, and nothing else.
+    paused = parameters.get("PauseRebuilds") == "true"
+    for schedule in schedules:
+        state = schedule.get("State", "ENABLED")
+        check.expect(
+            state == ("DISABLED" if paused else "ENABLED"), f"{label}: the schedule is {state} (paused: {paused})"
+        )
+    mappings = [
+        resolver.resolve(resource["Properties"])
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    check.expect(len(mappings) == 1, f"{label}: one event source mapping, found {len(mappings)}")
+    for mapping in mappings:
+        enabled = mapping.get("Enabled", True)
+        check.expect(enabled is not paused, f"{label}: the push queue's mapping is enabled={enabled} (paused: {paused})")
+    check.expect(
+        rules.get(BUILD_RULE, {}).get("State", "ENABLED") == "ENABLED",
+        f"{label}: build-finished keeps receiving build events while paused",
+    )
+
     # The functions drive the right pipeline.
     existing = resolver.values["ExistingPipelineArn"]
     for function in ("ImagePushedFunction", "PatchDayFunction", "BuildFinishedFunction"):
@@ -429,6 +450,12 @@ def main() -> int:
         template_path,
         "another recipe name",
         {"WatchedRepositories": "team/web", "WatchedImages": "team/web:v42", "RecipeName": "windows-cache-b"},
+    )
+    check_scenario(
+        check,
+        template_path,
+        "rebuilds paused",
+        {"WatchedRepositories": "team/web", "WatchedImages": "team/web:v42", "PauseRebuilds": "true"},
     )
     for failure in check.failures:
         print(f"FAIL {failure}", file=sys.stderr)
