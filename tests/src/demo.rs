@@ -16,7 +16,7 @@ use crate::bench::Bench;
 use crate::cargo_lambda::CargoLambdaWatch;
 use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec, Outcome, binary_dir};
-use crate::scenario::{push_event, push_image, sqs_batch};
+use crate::scenario::{ensure_repository, push_event, push_image, sqs_batch};
 use crate::seed::{PipelineSeed, seed_group_with_template, seed_pipeline};
 
 /// The images the demo watches unless told otherwise: an IIS site, a worker and an agent.
@@ -277,19 +277,7 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
 
     heading(out, "Seeding the bench as a user's account would look")?;
     for (repository, tag) in &images {
-        if ecr
-            .describe_repositories()
-            .repository_names(repository)
-            .send()
-            .await
-            .is_err()
-        {
-            ecr.create_repository()
-                .repository_name(repository)
-                .send()
-                .await
-                .with_context(|| format!("creating the ECR repository {repository}"))?;
-        }
+        ensure_repository(&ecr, repository).await?;
         let digest = push_image(&ecr, repository, tag, &format!("{repository}:{tag}#1")).await?;
         writeln!(out, "  ECR          {repository}:{tag} = {digest}")?;
     }

@@ -38,18 +38,7 @@ impl Scenario {
         let imagebuilder = aws_sdk_imagebuilder::Client::new(&sdk);
         for image in images {
             let (repository, tag) = image.split_once(':').context("images are repository:tag")?;
-            if ecr
-                .describe_repositories()
-                .repository_names(repository)
-                .send()
-                .await
-                .is_err()
-            {
-                ecr.create_repository()
-                    .repository_name(repository)
-                    .send()
-                    .await?;
-            }
+            ensure_repository(&ecr, repository).await?;
             push_image(&ecr, repository, tag, &format!("{image}#0")).await?;
         }
         let pipeline = seed_pipeline(&imagebuilder, &seed).await?;
@@ -86,6 +75,24 @@ impl Scenario {
     pub async fn push(&self, repository: &str, tag: &str, content: &str) -> anyhow::Result<String> {
         push_image(&self.ecr, repository, tag, content).await
     }
+}
+
+/// Creates the ECR repository unless it exists.
+pub async fn ensure_repository(ecr: &aws_sdk_ecr::Client, repository: &str) -> anyhow::Result<()> {
+    let exists = ecr
+        .describe_repositories()
+        .repository_names(repository)
+        .send()
+        .await
+        .is_ok();
+    if !exists {
+        ecr.create_repository()
+            .repository_name(repository)
+            .send()
+            .await
+            .with_context(|| format!("creating the ECR repository {repository}"))?;
+    }
+    Ok(())
 }
 
 /// Puts an image manifest into ECR under a tag. moto derives the digest from the layers, so
