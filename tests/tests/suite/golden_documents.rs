@@ -1,6 +1,6 @@
 //! The rendered cache documents, pinned byte for byte, and checked for AWSTOE's structure.
 //! After an intended change to the document, regenerate with
-//! `PREPULL_UPDATE_GOLDEN=1 cargo test -p prepull-tests --test golden_documents`.
+//! `PREPULL_UPDATE_GOLDEN=1 cargo test -p prepull-tests --test suite golden_documents`.
 
 use std::path::PathBuf;
 
