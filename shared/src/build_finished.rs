@@ -16,7 +16,7 @@ use crate::config::ConfigError;
 use crate::error::{PrepullError, aws_error};
 use crate::image::quote;
 use crate::imagebuilder;
-use crate::plan::{self, BuildDecision};
+use crate::plan::{self, BuildDecision, StartedBuild};
 use crate::reconcile::{BuildToken, build_request, current_parent_image, start_build};
 
 static IMAGE_ARN: LazyLock<Regex> = LazyLock::new(|| {
@@ -331,7 +331,8 @@ pub struct Summary {
     pub reason: Option<String>,
     pub parameters: Vec<ParameterUpdate>,
     pub refreshes: Vec<RefreshOutcome>,
-    /// `started <arn>`, `running <arn>`, `not-needed`, or absent when not checked.
+    /// `started <arn>`, `running <arn>`, `not-needed`, `already-attempted <arn> (<status>)` when
+    /// the same follow-up was requested before and failed, or absent when not checked.
     pub follow_up: Option<String>,
 }
 
@@ -610,10 +611,12 @@ async fn follow_up(common: &Common, built_manifest: Option<&str>) -> Result<Stri
             let parent = current_parent_image(common, &view).await?;
             let (token, tags) =
                 build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
-            Ok(format!(
-                "started {}",
-                start_build(common, &token, &tags).await?
-            ))
+            Ok(match start_build(common, &token, &tags, &builds).await? {
+                StartedBuild::New { arn } => format!("started {arn}"),
+                StartedBuild::Earlier { arn, status } => {
+                    format!("already-attempted {arn} ({status})")
+                }
+            })
         }
         BuildDecision::QueuedBehind { image_arn } => Ok(format!("running {image_arn}")),
         BuildDecision::AlreadyStarted { .. } => Ok("not-needed".to_owned()),

@@ -7,7 +7,7 @@ use crate::common::Common;
 use crate::error::PrepullError;
 use crate::events::{Push, Record, read_input};
 use crate::imagebuilder;
-use crate::plan::{self, BuildDecision};
+use crate::plan::{self, BuildDecision, StartedBuild};
 use crate::reconcile::{
     BuildToken, Resolve, build_request, current_parent_image, plan_pipeline, reconcile_component,
     start_build,
@@ -17,6 +17,9 @@ use crate::reconcile::{
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     BuildStarted,
+    /// The same build was requested before and ended without an image; Image Builder
+    /// returned that build and started nothing (see [`StartedBuild::Earlier`]).
+    AlreadyAttempted,
     UpToDate,
     QueuedBehindRunningBuild,
     Ignored,
@@ -43,6 +46,8 @@ pub struct Summary {
     pub component_version: Option<String>,
     pub component_build_version_arn: Option<String>,
     pub image_build_version_arn: Option<String>,
+    /// With `already-attempted`: how that earlier build ended.
+    pub earlier_build_status: Option<String>,
     pub recipe_arn: Option<String>,
     pub manifest_hash: Option<String>,
     /// The cached images after this run, as `image@digest`.
@@ -71,6 +76,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         component_version: None,
         component_build_version_arn: None,
         image_build_version_arn: None,
+        earlier_build_status: None,
         recipe_arn: None,
         manifest_hash: None,
         images: Vec::new(),
@@ -156,8 +162,17 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
                 let parent = current_parent_image(common, &view).await?;
                 let (token, tags) =
                     build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
-                summary.image_build_version_arn = Some(start_build(common, &token, &tags).await?);
-                Outcome::BuildStarted
+                match start_build(common, &token, &tags, &builds).await? {
+                    StartedBuild::New { arn } => {
+                        summary.image_build_version_arn = Some(arn);
+                        Outcome::BuildStarted
+                    }
+                    StartedBuild::Earlier { arn, status } => {
+                        summary.image_build_version_arn = Some(arn);
+                        summary.earlier_build_status = Some(status);
+                        Outcome::AlreadyAttempted
+                    }
+                }
             }
             BuildDecision::QueuedBehind { image_arn } => {
                 let same_manifest = builds.iter().any(|b| {

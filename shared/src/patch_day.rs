@@ -11,7 +11,7 @@ use crate::config::ConfigError;
 use crate::error::PrepullError;
 use crate::image::quote;
 use crate::imagebuilder::{self, RecipeChange};
-use crate::plan::{self, BuildSummary, ComponentPlan, RUNNING_STATUSES};
+use crate::plan::{self, BuildSummary, ComponentPlan, RUNNING_STATUSES, StartedBuild};
 use crate::reconcile::{
     BuildToken, ComponentOutcome, Resolve, build_request, current_parent_image, plan_pipeline,
     reconcile_component, start_build,
@@ -235,6 +235,9 @@ pub fn evaluate(facts: &Facts<'_>) -> Vec<Condition> {
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     BuildStarted,
+    /// The same build was requested before and ended without an image; Image Builder
+    /// returned that build and started nothing (see [`StartedBuild::Earlier`]).
+    AlreadyAttempted,
     UpToDate,
     BuildRunning,
 }
@@ -264,6 +267,8 @@ pub struct Summary {
     pub conditions: Vec<Condition>,
     pub component_version: Option<String>,
     pub image_build_version_arn: Option<String>,
+    /// With `already-attempted`: how that earlier build ended.
+    pub earlier_build_status: Option<String>,
     pub running_build: Option<String>,
     pub images: Vec<String>,
     pub unresolved: Vec<String>,
@@ -363,17 +368,24 @@ pub async fn handle(
         let (client_token, tags) = build_request(token, tags, parent_now.as_deref());
         PlannedBuild { client_token, tags }
     });
-    let outcome = match (&running, &build) {
+    let mut outcome = match (&running, &build) {
         (Some(_), _) => Outcome::BuildRunning,
         (None, Some(_)) => Outcome::BuildStarted,
         (None, None) => Outcome::UpToDate,
     };
     let mut image_build_version_arn = None;
+    let mut earlier_build_status = None;
     if !request.dry_run
         && let Some(build) = &build
     {
-        image_build_version_arn =
-            Some(start_build(common, &build.client_token, &build.tags).await?);
+        match start_build(common, &build.client_token, &build.tags, &builds).await? {
+            StartedBuild::New { arn } => image_build_version_arn = Some(arn),
+            StartedBuild::Earlier { arn, status } => {
+                image_build_version_arn = Some(arn);
+                earlier_build_status = Some(status);
+                outcome = Outcome::AlreadyAttempted;
+            }
+        }
     }
     if recipe_arn.is_some() {
         tracing::info!(
@@ -389,6 +401,7 @@ pub async fn handle(
         conditions,
         component_version: component.version.clone(),
         image_build_version_arn,
+        earlier_build_status,
         running_build: running,
         images: component.images.clone(),
         unresolved: component.unresolved.clone(),

@@ -268,6 +268,30 @@ pub fn decide_build(
     }
 }
 
+/// What `StartImagePipelineExecution` returned, read against the listing taken just before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartedBuild {
+    /// A build the listing did not hold: this call started it.
+    New { arn: String },
+    /// A build the listing already held. The client token matched an earlier request, so
+    /// Image Builder returned that request's build and started nothing. The planner starts a
+    /// build only when none with this manifest is running or available, so this one ended
+    /// without an image (FAILED or CANCELLED) and the same request will not build again
+    /// while Image Builder remembers the token.
+    Earlier { arn: String, status: String },
+}
+
+/// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
+pub fn started_build(arn: String, listed: &[BuildSummary]) -> StartedBuild {
+    match listed.iter().find(|build| build.arn == arn) {
+        Some(earlier) => StartedBuild::Earlier {
+            status: earlier.status.clone(),
+            arn,
+        },
+        None => StartedBuild::New { arn },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
@@ -525,5 +549,30 @@ mod tests {
         };
         assert_eq!(token_prefix, "b1.0.4");
         assert!(tags.contains(&(MANIFEST_TAG.to_owned(), "h3".to_owned())));
+    }
+
+    #[test]
+    fn a_returned_arn_the_listing_already_held_is_an_earlier_build_not_a_new_one() {
+        let failed = BuildSummary {
+            arn: "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.0/1".to_owned(),
+            status: "FAILED".to_owned(),
+            manifest_hash: Some("m".to_owned()),
+            parent_image: None,
+            date_created: None,
+        };
+        assert_eq!(
+            started_build(failed.arn.clone(), std::slice::from_ref(&failed)),
+            StartedBuild::Earlier {
+                arn: failed.arn.clone(),
+                status: "FAILED".to_owned()
+            }
+        );
+        let new_arn = "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.0/2";
+        assert_eq!(
+            started_build(new_arn.to_owned(), &[failed]),
+            StartedBuild::New {
+                arn: new_arn.to_owned()
+            }
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::error::{PrepullError, aws_error};
 use crate::events::Push;
 use crate::imagebuilder::{self, PipelineView, RecipeChange};
 use crate::manifest::{Manifest, sha256_hex};
-use crate::plan::{self, ComponentPlan, PARENT_IMAGE_TAG};
+use crate::plan::{self, BuildSummary, ComponentPlan, PARENT_IMAGE_TAG, StartedBuild};
 
 /// How many times a concurrent writer may take the version this run wanted before it gives
 /// up and lets the invocation be retried.
@@ -240,12 +240,14 @@ pub fn build_request(
     (token, tags)
 }
 
-/// Starts the pipeline with a token and tags from [`build_request`].
+/// Starts the pipeline with a token and tags from [`build_request`]. `listed` is the pipeline's
+/// builds as listed before the call: a returned ARN among them is an earlier request's build.
 pub async fn start_build(
     common: &Common,
     token: &str,
     tags: &[(String, String)],
-) -> Result<String, PrepullError> {
+    listed: &[BuildSummary],
+) -> Result<StartedBuild, PrepullError> {
     let arn = imagebuilder::start_build(
         &common.clients.imagebuilder,
         common.config.pipeline.as_str(),
@@ -253,6 +255,17 @@ pub async fn start_build(
         tags,
     )
     .await?;
-    tracing::info!(image = %arn, "pipeline build started");
-    Ok(arn)
+    let started = plan::started_build(arn, listed);
+    match &started {
+        StartedBuild::New { arn } => tracing::info!(image = %arn, "pipeline build started"),
+        StartedBuild::Earlier { arn, status } => tracing::warn!(
+            image = %arn,
+            status = %status,
+            token,
+            "the same build request was made before and that build ended without an image; \
+             Image Builder started nothing new (a changed manifest, the next day's schedule or a \
+             forced run starts one)"
+        ),
+    }
+    Ok(started)
 }

@@ -468,7 +468,7 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
     assert_eq!(starts[0].params["tags"]["prepull:trigger"], "follow-up");
 
     f.s.bench.emulator.clear_requests();
-    let again = run(&f, event).await;
+    let again = run(&f, event.clone()).await;
     assert!(
         again.follow_up.unwrap().starts_with("running "),
         "a duplicate event starts no second follow-up"
@@ -478,6 +478,19 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
             .emulator
             .requests_of("StartImagePipelineExecution")
             .is_empty()
+    );
+
+    // The follow-up fails; one more copy of the first event repeats the follow-up request,
+    // and Image Builder returns the failed build: reported as such, not as started.
+    let follow_up_arn = follow_up.trim_start_matches("started ").to_owned();
+    f.s.bench
+        .emulator
+        .finish_image(&follow_up_arn, "FAILED", Some("update-windows failed"))
+        .unwrap();
+    let late = run(&f, event).await;
+    assert_eq!(
+        late.follow_up.as_deref(),
+        Some(format!("already-attempted {follow_up_arn} (FAILED)").as_str())
     );
 }
 

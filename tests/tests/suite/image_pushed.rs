@@ -213,6 +213,55 @@ async fn the_same_batch_twice_makes_no_second_version_and_no_second_build() {
 }
 
 #[tokio::test]
+async fn a_batch_redelivered_after_its_build_failed_reports_that_build_and_starts_none() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = s.push("team/web", "v42", "web v42 build 2").await.unwrap();
+    let batch = sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]);
+    let first = handle(&s.common, batch.clone()).await.unwrap();
+    assert_eq!(first.outcome, Outcome::BuildStarted);
+    let failed = first.image_build_version_arn.clone().unwrap();
+    s.bench
+        .emulator
+        .finish_image(&failed, "FAILED", Some("PullCachedImages failed"))
+        .unwrap();
+    s.bench.emulator.clear_requests();
+
+    // The same batch again (SQS redelivery, or the DLQ redriven): the same build request,
+    // whose client token Image Builder still remembers.
+    let again = handle(&s.common, batch).await.unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyAttempted);
+    assert_eq!(
+        again.image_build_version_arn.as_deref(),
+        Some(failed.as_str())
+    );
+    assert_eq!(again.earlier_build_status.as_deref(), Some("FAILED"));
+    assert_eq!(again.component_version, first.component_version);
+    assert_eq!(
+        s.bench.emulator.mutating_operations(),
+        ["StartImagePipelineExecution"],
+        "no second version; the start repeats the first request"
+    );
+    let images = s
+        .common
+        .clients
+        .imagebuilder
+        .list_image_pipeline_images()
+        .image_pipeline_arn(s.common.config.pipeline.as_str())
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = images
+        .image_summary_list()
+        .iter()
+        .filter_map(|i| i.arn())
+        .collect();
+    assert_eq!(arns, [failed.as_str()], "Image Builder started nothing new");
+    let json = serde_json::to_value(&again).unwrap();
+    assert_eq!(json["outcome"], "already-attempted");
+    assert_eq!(json["earlier_build_status"], "FAILED");
+}
+
+#[tokio::test]
 async fn a_push_during_a_build_makes_a_new_version_but_no_new_build() {
     let s = scenario(&["team/web:v42", "team/api:v7"]).await;
     let first_digest = s.push("team/web", "v42", "web 2").await.unwrap();

@@ -217,6 +217,42 @@ async fn patch_day_builds_once_however_often_the_schedule_runs() {
 }
 
 #[tokio::test]
+async fn a_failed_patch_day_build_is_reported_not_restarted_the_same_day_and_retried_the_next() {
+    let s = established().await;
+    let first = dry_then_real(&s, schedule(), "r-1", "2026-12-09T06:00:00Z").await;
+    assert_eq!(first.outcome, Outcome::BuildStarted);
+    let failed = first.image_build_version_arn.clone().unwrap();
+    s.bench
+        .emulator
+        .finish_image(&failed, "FAILED", Some("update-windows failed"))
+        .unwrap();
+
+    // The scheduler's retry, or an unforced run by hand, the same day: the same request.
+    let again = run(&s, schedule(), "r-2", "2026-12-09T09:00:00Z").await;
+    assert_eq!(again.outcome, Outcome::AlreadyAttempted);
+    assert_eq!(
+        again.image_build_version_arn.as_deref(),
+        Some(failed.as_str())
+    );
+    assert_eq!(again.earlier_build_status.as_deref(), Some("FAILED"));
+    let starts = start_calls(&s);
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[0]["clientToken"], starts[1]["clientToken"]);
+
+    // The next day's run is a new request: the patch is still missing, so it builds again.
+    let next_day = dry_then_real(&s, schedule(), "r-3", "2026-12-10T06:00:00Z").await;
+    assert_eq!(
+        (next_day.outcome, next_day.reasons.clone()),
+        (Outcome::BuildStarted, vec!["patch-day"])
+    );
+    assert_ne!(
+        next_day.image_build_version_arn.as_deref(),
+        Some(failed.as_str())
+    );
+    assert_eq!(next_day.earlier_build_status, None);
+}
+
+#[tokio::test]
 async fn a_new_parent_image_value_starts_a_build() {
     let s = established().await;
     set_parent(&s, "ami-0bbbbbbbbbbbbbbb2").await;
