@@ -31,6 +31,8 @@ static PARAMETER_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$").expect("a valid built-in pattern")
 });
 
+/// The start of the label on a parameter version a build published (see [`build_label`]).
+const BUILD_LABEL_PREFIX: &str = "image-";
 /// The label on a parameter version written by a rollback.
 const ROLLBACK_LABEL_PREFIX: &str = "rollback-from-v";
 
@@ -282,7 +284,7 @@ pub fn read_request(input: &Value) -> Result<Request, PrepullError> {
 /// at most 100 characters).
 pub fn build_label(image_arn: &str) -> String {
     let resource = image_arn.rsplit(":image/").next().unwrap_or_default();
-    let label: String = format!("image-{}", resource.replace('/', "-"))
+    let label: String = format!("{BUILD_LABEL_PREFIX}{}", resource.replace('/', "-"))
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
         .collect();
@@ -452,16 +454,18 @@ pub async fn handle(
                 .await?;
                 return finish(summary);
             }
-            let previous = history.iter().rev().find(|(_, value, _)| *value != current).map(|(_, value, _)| value.clone()).ok_or_else(|| {
+            let (previous, previous_labels) = history.iter().rev().find(|(_, value, _)| *value != current).map(|(_, value, labels)| (value.clone(), labels.clone())).ok_or_else(|| {
                 PrepullError::InvalidInput(format!("cannot roll back: parameter {} has held only {current} (version {current_version} and before)", settings.parameter))
             })?;
-            let mut summary = Summary::new(Outcome::RolledBack, dry_run, None);
+            let (previous_image, amis) =
+                rollback_targets(common, &region, &previous, &previous_labels).await?;
+            let mut summary = Summary::new(Outcome::RolledBack, dry_run, previous_image);
             summary.reason = Some(format!("from {current} back to {previous}"));
             let label = format!("{ROLLBACK_LABEL_PREFIX}{current_version}");
             publish_and_refresh(
                 common,
                 settings,
-                &[(region, previous)],
+                &amis,
                 Some(&label),
                 Supersede::Publish,
                 dry_run,
@@ -472,6 +476,62 @@ pub async fn handle(
             finish(summary)
         }
     }
+}
+
+/// Where a rollback writes: the build that published `previous` in the home region, found by
+/// the build label on that parameter version, goes back in every region it was distributed
+/// to. Without such a build (the value came from elsewhere, or the image is gone) only the
+/// home region goes back.
+async fn rollback_targets(
+    common: &Common,
+    home: &str,
+    previous: &str,
+    previous_labels: &[String],
+) -> Result<(Option<String>, Vec<(String, String)>), PrepullError> {
+    let home_only = vec![(home.to_owned(), previous.to_owned())];
+    let Some(label) = previous_labels
+        .iter()
+        .find(|l| l.starts_with(BUILD_LABEL_PREFIX))
+    else {
+        return Ok((None, home_only));
+    };
+    let builds = imagebuilder::list_builds(
+        &common.clients.imagebuilder,
+        common.config.pipeline.as_str(),
+    )
+    .await?;
+    let Some(build) = builds
+        .iter()
+        .find(|b| b.status == "AVAILABLE" && build_label(&b.arn) == *label)
+    else {
+        tracing::warn!(label = %label, "the build behind the previous AMI is gone; rolling back the home region only");
+        return Ok((None, home_only));
+    };
+    let image = get_image(common, &build.arn).await?;
+    match home_last(home, previous, image.amis) {
+        Some(amis) => Ok((Some(build.arn.clone()), amis)),
+        None => Ok((None, home_only)),
+    }
+}
+
+/// The build's AMIs with the home region's last, so that a rollback stopped halfway is
+/// finished by its retry: the retry sees the home region rolled back only once every other
+/// region is. `None` when the build's home-region AMI is not `previous`.
+fn home_last(
+    home: &str,
+    previous: &str,
+    amis: Vec<(String, String)>,
+) -> Option<Vec<(String, String)>> {
+    if !amis
+        .iter()
+        .any(|(region, ami)| region == home && ami == previous)
+    {
+        return None;
+    }
+    let (mut ordered, home_ami): (Vec<_>, Vec<_>) =
+        amis.into_iter().partition(|(region, _)| region != home);
+    ordered.extend(home_ami);
+    Some(ordered)
 }
 
 /// Fails the invocation, so Lambda retries it, only when something retryable failed.
@@ -979,6 +1039,23 @@ mod tests {
             let error = read_request(&input).unwrap_err().to_string();
             assert!(error.contains(needle), "{input}: {error}");
         }
+    }
+
+    #[test]
+    fn a_rollback_writes_the_home_region_last_and_only_a_build_that_made_the_previous_ami() {
+        let amis = vec![
+            ("us-east-1".to_owned(), "ami-1".to_owned()),
+            ("eu-west-1".to_owned(), "ami-2".to_owned()),
+            ("ap-south-1".to_owned(), "ami-3".to_owned()),
+        ];
+        let regions: Vec<String> = home_last("us-east-1", "ami-1", amis.clone())
+            .unwrap()
+            .into_iter()
+            .map(|(region, _)| region)
+            .collect();
+        assert_eq!(regions, ["eu-west-1", "ap-south-1", "us-east-1"]);
+        assert_eq!(home_last("us-east-1", "ami-9", amis.clone()), None);
+        assert_eq!(home_last("sa-east-1", "ami-1", amis), None);
     }
 
     #[test]

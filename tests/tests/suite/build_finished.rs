@@ -548,9 +548,30 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     let rolled = run(&f, json!({"action": "rollback"})).await;
     assert_eq!(rolled.outcome, Outcome::RolledBack);
     assert_eq!(
-        parameter_in(&f, "us-east-1").await.value(),
-        Some(published.parameters[0].ami.as_str())
+        rolled.image, published.image,
+        "found through the build label"
     );
+    // Every region the first build went to goes back, the home region last.
+    assert_eq!(
+        rolled
+            .parameters
+            .iter()
+            .map(|p| (p.region.as_str(), p.action))
+            .collect::<Vec<_>>(),
+        [("eu-west-1", "written"), ("us-east-1", "written")]
+    );
+    for region in ["us-east-1", "eu-west-1"] {
+        let first_ami = published
+            .parameters
+            .iter()
+            .find(|p| p.region == region)
+            .map(|p| p.ami.as_str());
+        assert_eq!(
+            parameter_in(&f, region).await.value(),
+            first_ami,
+            "{region}"
+        );
+    }
     assert_eq!(
         rolled
             .refreshes
@@ -562,6 +583,8 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     assert_eq!(
         mutating(&f),
         [
+            "PutParameter",
+            "LabelParameterVersion",
             "PutParameter",
             "LabelParameterVersion",
             "StartInstanceRefresh",
@@ -583,6 +606,53 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     );
     assert_eq!(retried.parameters[0].action, "already-current");
     assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
+}
+
+#[tokio::test]
+async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
+    let f = fleet("replace").await;
+    // The template initialises the parameter with the parent AMI, in the home region.
+    let home = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
+    home.put_parameter()
+        .name("/prepull/ami-id")
+        .value("ami-0parent000000001")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .data_type("aws:ec2:image")
+        .send()
+        .await
+        .unwrap();
+    let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
+    let published = run(&f, event).await;
+    let eu_ami = published
+        .parameters
+        .iter()
+        .find(|p| p.region == "eu-west-1")
+        .map(|p| p.ami.clone())
+        .unwrap();
+    for group in GROUPS {
+        f.s.bench
+            .emulator
+            .finish_refresh(group, "Successful", None)
+            .unwrap();
+    }
+    f.s.bench.emulator.clear_requests();
+
+    let rolled = run(&f, json!({"action": "rollback"})).await;
+    assert_eq!(rolled.outcome, Outcome::RolledBack);
+    assert_eq!(rolled.image, None, "no build made the parent AMI");
+    assert_eq!(
+        rolled
+            .parameters
+            .iter()
+            .map(|p| (p.region.as_str(), p.ami.as_str(), p.action))
+            .collect::<Vec<_>>(),
+        [("us-east-1", "ami-0parent000000001", "written")]
+    );
+    assert_eq!(
+        parameter_in(&f, "eu-west-1").await.value(),
+        Some(eu_ami.as_str()),
+        "a region with no earlier value keeps the one it has"
+    );
 }
 
 #[tokio::test]
