@@ -35,6 +35,8 @@ static PARAMETER_NAME: LazyLock<Regex> = LazyLock::new(|| {
 const BUILD_LABEL_PREFIX: &str = "image-";
 /// The label on a parameter version written by a rollback.
 const ROLLBACK_LABEL_PREFIX: &str = "rollback-from-v";
+/// The start of the description of a parameter version written by a rollback.
+const ROLLBACK_DESCRIPTION_PREFIX: &str = "prepull rollback: ";
 
 const TERMINAL: [&str; 3] = ["AVAILABLE", "FAILED", "CANCELLED"];
 const KNOWN_STATUSES: [&str; 12] = [
@@ -416,36 +418,43 @@ pub async fn handle(
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| aws_error("GetParameterHistory", e))?;
-                history.extend(page.parameters().iter().map(|p| {
-                    (
-                        p.version(),
-                        p.value().unwrap_or_default().to_owned(),
-                        p.labels().to_vec(),
-                    )
+                history.extend(page.parameters().iter().map(|p| ParameterVersion {
+                    version: p.version(),
+                    value: p.value().unwrap_or_default().to_owned(),
+                    labels: p.labels().to_vec(),
+                    description: p.description().unwrap_or_default().to_owned(),
                 }));
             }
-            history.sort_by_key(|(version, _, _)| *version);
-            let Some((current_version, current, current_labels)) = history.last().cloned() else {
+            history.sort_by_key(|v| v.version);
+            let Some(current) = history.last().cloned() else {
                 return Err(PrepullError::InvalidInput(format!(
                     "cannot roll back: parameter {} has no history",
                     settings.parameter
                 )));
             };
-            // A retried or repeated rollback finds the version it wrote, and only makes sure
-            // the fleet rolls it out; going further back is a republish of a chosen image.
-            if let Some(done) = current_labels
-                .iter()
-                .find(|l| l.starts_with(ROLLBACK_LABEL_PREFIX))
-            {
-                let mut summary = Summary::new(Outcome::RolledBack, dry_run, None);
+            let current_version = current.version;
+            // A retried or repeated rollback finds the version it wrote (by its label, or by
+            // its description if it stopped before labelling), and only finishes it: every
+            // region, the label, the refresh. Going further back is a republish of a chosen
+            // image.
+            if let Some(done) = current.rollback_label() {
+                let (image, amis) = rollback_targets(
+                    common,
+                    &region,
+                    &current.value,
+                    &build_labels_of(&history, &current.value),
+                )
+                .await?;
+                let mut summary = Summary::new(Outcome::RolledBack, dry_run, image);
                 summary.reason = Some(format!(
-                    "already rolled back: version {current_version} ({done}) holds {current}"
+                    "already rolled back: version {current_version} ({done}) holds {}",
+                    current.value
                 ));
                 publish_and_refresh(
                     common,
                     settings,
-                    &[(region, current)],
-                    None,
+                    &amis,
+                    Some(&done),
                     Supersede::Publish,
                     dry_run,
                     deadline,
@@ -454,11 +463,17 @@ pub async fn handle(
                 .await?;
                 return finish(summary);
             }
-            let (previous, previous_labels) = history.iter().rev().find(|(_, value, _)| *value != current).map(|(_, value, labels)| (value.clone(), labels.clone())).ok_or_else(|| {
+            let current = current.value;
+            let previous = history.iter().rev().find(|v| v.value != current).map(|v| v.value.clone()).ok_or_else(|| {
                 PrepullError::InvalidInput(format!("cannot roll back: parameter {} has held only {current} (version {current_version} and before)", settings.parameter))
             })?;
-            let (previous_image, amis) =
-                rollback_targets(common, &region, &previous, &previous_labels).await?;
+            let (previous_image, amis) = rollback_targets(
+                common,
+                &region,
+                &previous,
+                &build_labels_of(&history, &previous),
+            )
+            .await?;
             let mut summary = Summary::new(Outcome::RolledBack, dry_run, previous_image);
             summary.reason = Some(format!("from {current} back to {previous}"));
             let label = format!("{ROLLBACK_LABEL_PREFIX}{current_version}");
@@ -478,33 +493,70 @@ pub async fn handle(
     }
 }
 
+/// One version of the parameter, as its history reports it.
+#[derive(Debug, Clone)]
+struct ParameterVersion {
+    version: i64,
+    value: String,
+    labels: Vec<String>,
+    description: String,
+}
+
+impl ParameterVersion {
+    /// The rollback label of a version a rollback wrote, from its label or, when the rollback
+    /// stopped before labelling it, from its description.
+    fn rollback_label(&self) -> Option<String> {
+        self.labels
+            .iter()
+            .find(|l| l.starts_with(ROLLBACK_LABEL_PREFIX))
+            .cloned()
+            .or_else(|| {
+                self.description
+                    .strip_prefix(ROLLBACK_DESCRIPTION_PREFIX)
+                    .map(str::to_owned)
+            })
+    }
+}
+
+/// The build labels of every version that held `value`, newest first: a rollback's version
+/// carries only its rollback label, the build's label stays on the version the build wrote.
+fn build_labels_of(history: &[ParameterVersion], value: &str) -> Vec<String> {
+    history
+        .iter()
+        .rev()
+        .filter(|v| v.value == value)
+        .flat_map(|v| v.labels.iter())
+        .filter(|l| l.starts_with(BUILD_LABEL_PREFIX))
+        .cloned()
+        .collect()
+}
+
 /// Where a rollback writes: the build that published `previous` in the home region, found by
-/// the build label on that parameter version, goes back in every region it was distributed
-/// to. Without such a build (the value came from elsewhere, or the image is gone) only the
-/// home region goes back.
+/// a build label on a version that held it, goes back in every region it was distributed to.
+/// Without such a build (the value came from elsewhere, or the image is gone) only the home
+/// region goes back.
 async fn rollback_targets(
     common: &Common,
     home: &str,
     previous: &str,
-    previous_labels: &[String],
+    build_labels: &[String],
 ) -> Result<(Option<String>, Vec<(String, String)>), PrepullError> {
     let home_only = vec![(home.to_owned(), previous.to_owned())];
-    let Some(label) = previous_labels
-        .iter()
-        .find(|l| l.starts_with(BUILD_LABEL_PREFIX))
-    else {
+    if build_labels.is_empty() {
         return Ok((None, home_only));
-    };
+    }
     let builds = imagebuilder::list_builds(
         &common.clients.imagebuilder,
         common.config.pipeline.as_str(),
     )
     .await?;
-    let Some(build) = builds
-        .iter()
-        .find(|b| b.status == "AVAILABLE" && build_label(&b.arn) == *label)
-    else {
-        tracing::warn!(label = %label, "the build behind the previous AMI is gone; rolling back the home region only");
+    // DEPRECATED images (a lifecycle policy's doing) still have their AMIs.
+    let Some(build) = build_labels.iter().find_map(|label| {
+        builds.iter().find(|b| {
+            matches!(b.status.as_str(), "AVAILABLE" | "DEPRECATED") && build_label(&b.arn) == *label
+        })
+    }) else {
+        tracing::warn!(labels = ?build_labels, "the build behind the previous AMI is gone; rolling back the home region only");
         return Ok((None, home_only));
     };
     let image = get_image(common, &build.arn).await?;
@@ -761,17 +813,19 @@ async fn publish_and_refresh(
         } else if dry_run {
             ("would-write", None)
         } else {
-            let put = ssm
-                .put_parameter()
-                .name(&settings.parameter)
-                .value(ami)
-                .r#type(ParameterType::String)
-                .data_type("aws:ec2:image")
-                .overwrite(true)
-                .description("The newest AMI with prepull's image cache")
-                .send()
-                .await
-                .map_err(|e| aws_error("PutParameter", e))?;
+            let description = describe_version(label);
+            let put = match put_ami(&ssm, &settings.parameter, ami, &description).await {
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_parameter_max_version_limit_exceeded()) =>
+                {
+                    release_oldest_version(&ssm, &settings.parameter).await?;
+                    put_ami(&ssm, &settings.parameter, ami, &description).await
+                }
+                result => result,
+            }
+            .map_err(|e| aws_error("PutParameter", e))?;
             ("written", Some(put.version()))
         };
         if let (Some(label), Some(version), false, false) = (label, version, dry_run, superseded)
@@ -817,6 +871,74 @@ async fn publish_and_refresh(
             .refreshes
             .push(refresh_group(common, settings, group, published_at, dry_run, deadline).await);
     }
+    Ok(())
+}
+
+async fn put_ami(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+    ami: &str,
+    description: &str,
+) -> Result<
+    aws_sdk_ssm::operation::put_parameter::PutParameterOutput,
+    aws_sdk_ssm::error::SdkError<aws_sdk_ssm::operation::put_parameter::PutParameterError>,
+> {
+    ssm.put_parameter()
+        .name(parameter)
+        .value(ami)
+        .r#type(ParameterType::String)
+        .data_type("aws:ec2:image")
+        .overwrite(true)
+        .description(description)
+        .send()
+        .await
+}
+
+/// The description of a version prepull writes. A rollback's names the rollback in the write
+/// itself, so a retry that finds the version unlabelled (stopped between `PutParameter` and
+/// `LabelParameterVersion`) still knows it as a rollback and does not roll back again.
+fn describe_version(label: Option<&str>) -> String {
+    match label {
+        Some(label) if label.starts_with(ROLLBACK_LABEL_PREFIX) => {
+            format!("{ROLLBACK_DESCRIPTION_PREFIX}{label}")
+        }
+        _ => "The newest AMI with prepull's image cache".to_owned(),
+    }
+}
+
+/// Parameter Store keeps 100 versions and drops the oldest on a write, but refuses to drop a
+/// labelled one (`ParameterMaxVersionLimitExceeded`). prepull labels every version it writes,
+/// so the 101st publish would fail forever: the oldest version's labels are removed instead,
+/// which lets Parameter Store drop it as it would any other.
+async fn release_oldest_version(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+) -> Result<(), PrepullError> {
+    let mut oldest: Option<(i64, Vec<String>)> = None;
+    let mut pages = ssm
+        .get_parameter_history()
+        .name(parameter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("GetParameterHistory", e))?;
+        for version in page.parameters() {
+            if oldest.as_ref().is_none_or(|(v, _)| version.version() < *v) {
+                oldest = Some((version.version(), version.labels().to_vec()));
+            }
+        }
+    }
+    let Some((version, labels)) = oldest.filter(|(_, labels)| !labels.is_empty()) else {
+        return Ok(());
+    };
+    tracing::warn!(parameter, version, labels = ?labels, "the parameter holds 100 versions; unlabelling the oldest so Parameter Store can drop it");
+    ssm.unlabel_parameter_version()
+        .name(parameter)
+        .parameter_version(version)
+        .set_labels(Some(labels))
+        .send()
+        .await
+        .map_err(|e| aws_error("UnlabelParameterVersion", e))?;
     Ok(())
 }
 

@@ -31,8 +31,12 @@ fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
 }
 
 async fn fleet(in_progress: &str) -> Fleet {
+    fleet_in(in_progress, &["us-east-1", "eu-west-1"]).await
+}
+
+async fn fleet_in(in_progress: &str, regions: &[&str]) -> Fleet {
     let seed = PipelineSeed {
-        regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+        regions: regions.iter().map(|r| (*r).to_owned()).collect(),
         ..PipelineSeed::default()
     };
     let s = Scenario::start(&["team/web:v42"], seed, &[]).await.unwrap();
@@ -125,6 +129,33 @@ async fn refreshes(f: &Fleet, group: &str) -> Vec<aws_sdk_autoscaling::types::In
 
 fn mutating(f: &Fleet) -> Vec<String> {
     f.s.bench.emulator.mutating_operations()
+}
+
+/// Ends every group's refresh, as the fleet would once it rolled the AMI out.
+fn refreshes_succeed(f: &Fleet) {
+    for group in GROUPS {
+        f.s.bench
+            .emulator
+            .finish_refresh(group, "Successful", None)
+            .unwrap();
+    }
+}
+
+/// A build made and published; returns build-finished's summary.
+async fn published(f: &Fleet, content: &str) -> Summary {
+    let (_, event) = finished(f, content, "AVAILABLE").await;
+    let summary = run(f, event).await;
+    refreshes_succeed(f);
+    summary
+}
+
+fn ami_in<'a>(summary: &'a Summary, region: &str) -> &'a str {
+    summary
+        .parameters
+        .iter()
+        .find(|p| p.region == region)
+        .map(|p| p.ami.as_str())
+        .unwrap()
 }
 
 #[tokio::test]
@@ -538,7 +569,14 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     f.s.bench.emulator.clear_requests();
 
     let dry = run(&f, json!({"action": "rollback", "dry_run": true})).await;
-    assert_eq!(dry.parameters[0].action, "would-write");
+    assert_eq!(dry.image, published.image);
+    assert_eq!(
+        dry.parameters
+            .iter()
+            .map(|p| (p.region.as_str(), p.action))
+            .collect::<Vec<_>>(),
+        [("eu-west-1", "would-write"), ("us-east-1", "would-write")]
+    );
     assert_eq!(
         dry.refreshes.iter().map(|r| r.outcome).collect::<Vec<_>>(),
         ["would-start", "would-start"]
@@ -652,6 +690,142 @@ async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
         parameter_in(&f, "eu-west-1").await.value(),
         Some(eu_ami.as_str()),
         "a region with no earlier value keeps the one it has"
+    );
+}
+
+#[tokio::test]
+async fn a_second_rollback_finds_the_build_through_its_own_version_and_covers_every_region() {
+    let f = fleet("replace").await;
+    let a = published(&f, "web 2").await;
+    published(&f, "web 3").await;
+    let first = run(&f, json!({"action": "rollback"})).await;
+    assert_eq!(first.image, a.image);
+    refreshes_succeed(&f);
+    published(&f, "web 4").await;
+    f.s.bench.emulator.clear_requests();
+
+    // Back from the newest build to A again: the version holding A now is the first
+    // rollback's, which carries only its rollback label; A's build label is on an older one.
+    let second = run(&f, json!({"action": "rollback"})).await;
+    assert_eq!(second.image, a.image);
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(
+            parameter_in(&f, region).await.value(),
+            Some(ami_in(&a, region)),
+            "{region}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_stopped_before_its_label_is_finished_by_the_retry_not_undone() {
+    let f = fleet_in("replace", &["us-east-1"]).await;
+    let a = published(&f, "web 2").await;
+    let b = published(&f, "web 3").await;
+    f.s.bench.emulator.inject(Fault {
+        service: Some(Service::Ssm),
+        ..Fault::new("LabelParameterVersion", FaultKind::ServerError, 3)
+    });
+    handle(
+        &f.s.common,
+        &f.settings,
+        json!({"action": "rollback"}),
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await
+    .expect_err("the label never lands");
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(ami_in(&a, "us-east-1")),
+        "the write itself landed"
+    );
+    f.s.bench.emulator.clear_requests();
+
+    // Lambda's retry: the unlabelled version is known as the rollback by its description.
+    let retried = run(&f, json!({"action": "rollback"})).await;
+    assert!(
+        retried
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("already rolled back"),
+        "{:?}",
+        retried.reason
+    );
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(ami_in(&a, "us-east-1")),
+        "not flipped forward to {}",
+        ami_in(&b, "us-east-1")
+    );
+    let operations = mutating(&f);
+    assert!(
+        !operations.iter().any(|o| o == "PutParameter"),
+        "{operations:?}"
+    );
+    assert!(
+        operations.iter().any(|o| o == "LabelParameterVersion"),
+        "the retry adds the missing label: {operations:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_parameter_at_ssms_hundred_versions_keeps_taking_new_amis() {
+    let f = fleet_in("replace", &["us-east-1"]).await;
+    let ssm = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
+    // 100 labelled versions, as a hundred earlier builds would leave them.
+    for n in 1..=100 {
+        let version = ssm
+            .put_parameter()
+            .name("/prepull/ami-id")
+            .value(format!("ami-{n:017x}"))
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .data_type("aws:ec2:image")
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap()
+            .version();
+        ssm.label_parameter_version()
+            .name("/prepull/ami-id")
+            .parameter_version(version)
+            .labels(format!("image-prepull-windows-cache-1.0.0-{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    f.s.bench.emulator.clear_requests();
+
+    let summary = published(&f, "web 2").await;
+    assert_eq!(summary.outcome, Outcome::Published);
+    assert_eq!(summary.parameters[0].action, "written");
+    assert_eq!(summary.parameters[0].version, Some(101));
+    let operations = mutating(&f);
+    let publishing: Vec<&str> = operations
+        .iter()
+        .map(String::as_str)
+        .filter(|o| o.contains("Parameter"))
+        .collect();
+    assert_eq!(
+        publishing,
+        [
+            "PutParameter",
+            "UnlabelParameterVersion",
+            "PutParameter",
+            "LabelParameterVersion"
+        ],
+        "refused once, the oldest version's label removed, written"
+    );
+    let history = ssm
+        .get_parameter_history()
+        .name("/prepull/ami-id")
+        .max_results(50)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        history.parameters().iter().all(|p| p.version() > 1),
+        "Parameter Store dropped version 1"
     );
 }
 
