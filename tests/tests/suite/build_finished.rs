@@ -149,6 +149,17 @@ async fn published(f: &Fleet, content: &str) -> Summary {
     summary
 }
 
+fn assert_already_rolled_back(summary: &Summary) {
+    assert!(
+        summary
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("already rolled back")),
+        "{:?}",
+        summary.reason
+    );
+}
+
 fn ami_in<'a>(summary: &'a Summary, region: &str) -> &'a str {
     summary
         .parameters
@@ -633,15 +644,7 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     // Retried, the rollback finds its own version and changes nothing.
     f.s.bench.emulator.clear_requests();
     let retried = run(&f, json!({"action": "rollback"})).await;
-    assert!(
-        retried
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("already rolled back"),
-        "{:?}",
-        retried.reason
-    );
+    assert_already_rolled_back(&retried);
     assert_eq!(retried.parameters[0].action, "already-current");
     assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
 }
@@ -743,15 +746,7 @@ async fn a_rollback_stopped_before_its_label_is_finished_by_the_retry_not_undone
 
     // Lambda's retry: the unlabelled version is known as the rollback by its description.
     let retried = run(&f, json!({"action": "rollback"})).await;
-    assert!(
-        retried
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with("already rolled back"),
-        "{:?}",
-        retried.reason
-    );
+    assert_already_rolled_back(&retried);
     assert_eq!(
         parameter_in(&f, "us-east-1").await.value(),
         Some(ami_in(&a, "us-east-1")),
