@@ -308,10 +308,13 @@ pub enum Outcome {
 pub struct ParameterUpdate {
     pub region: String,
     pub ami: String,
-    /// `written`, `already-current`, or in a dry run `would-write`.
+    /// `written`, `already-current`, `superseded`, in a dry run `would-write`, or for a
+    /// rollback outside the home region `failed`.
     pub action: &'static str,
     pub version: Option<i64>,
     pub label: Option<String>,
+    /// Why a `failed` region was not written.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -400,6 +403,7 @@ pub async fn handle(
                 &image.amis,
                 Some(&build_label(&image_arn)),
                 Supersede::Publish,
+                OtherRegions::FailTheRun,
                 dry_run,
                 deadline,
                 &mut summary,
@@ -456,6 +460,7 @@ pub async fn handle(
                     &amis,
                     Some(&done),
                     Supersede::Publish,
+                    OtherRegions::RecordFailures,
                     dry_run,
                     deadline,
                     &mut summary,
@@ -483,6 +488,7 @@ pub async fn handle(
                 &amis,
                 Some(&label),
                 Supersede::Publish,
+                OtherRegions::RecordFailures,
                 dry_run,
                 deadline,
                 &mut summary,
@@ -682,6 +688,7 @@ async fn state_change(
             &image.amis,
             Some(&build_label(&image_arn)),
             Supersede::Skip,
+            OtherRegions::FailTheRun,
             false,
             deadline,
             &mut summary,
@@ -739,6 +746,12 @@ async fn follow_up(common: &Common, built_manifest: Option<&str>) -> Result<Stri
 /// again: an operator's republish does; a late or repeated event does not, so it cannot put
 /// back an AMI a newer build replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OtherRegions {
+    FailTheRun,
+    RecordFailures,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Supersede {
     Publish,
     Skip,
@@ -754,8 +767,114 @@ fn require_amis(image_arn: &str, amis: &[(String, String)]) -> Result<(), Prepul
     Ok(())
 }
 
+/// Writes one region's AMI to the parameter and labels it; returns what it did and when the
+/// parameter took the AMI.
+async fn publish_in_region(
+    common: &Common,
+    settings: &FleetSettings,
+    region: &str,
+    ami: &str,
+    label: Option<&str>,
+    supersede: Supersede,
+    dry_run: bool,
+) -> Result<(ParameterUpdate, Option<aws_smithy_types::DateTime>), PrepullError> {
+    let ssm = ssm_in(common, region);
+    let current = match ssm.get_parameter().name(&settings.parameter).send().await {
+        Ok(response) => response.parameter,
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            None
+        }
+        Err(error) => return Err(aws_error("GetParameter", error)),
+    };
+    let labelled_version = match label {
+        Some(label) => match ssm
+            .get_parameter()
+            .name(format!("{}:{label}", settings.parameter))
+            .send()
+            .await
+        {
+            Ok(response) => response.parameter.map(|p| p.version()),
+            Err(error)
+                if error.as_service_error().is_some_and(|e| {
+                    e.is_parameter_version_not_found() || e.is_parameter_not_found()
+                }) =>
+            {
+                None
+            }
+            Err(error) => return Err(aws_error("GetParameter", error)),
+        },
+        None => None,
+    };
+    let holds = current.as_ref().is_some_and(|p| p.value() == Some(ami));
+    let superseded = supersede == Supersede::Skip && !holds && labelled_version.is_some();
+    let (action, version) = if holds {
+        ("already-current", current.as_ref().map(|p| p.version()))
+    } else if superseded {
+        tracing::warn!(region = %region, ami = %ami, "this build was published before and has since been replaced; not publishing it again");
+        ("superseded", labelled_version)
+    } else if dry_run {
+        ("would-write", None)
+    } else {
+        let description = describe_version(label);
+        let put = match put_ami(&ssm, &settings.parameter, ami, &description).await {
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_parameter_max_version_limit_exceeded()) =>
+            {
+                release_oldest_version(&ssm, &settings.parameter).await?;
+                put_ami(&ssm, &settings.parameter, ami, &description).await
+            }
+            result => result,
+        }
+        .map_err(|e| aws_error("PutParameter", e))?;
+        ("written", Some(put.version()))
+    };
+    if let (Some(label), Some(version), false, false) = (label, version, dry_run, superseded)
+        && labelled_version != Some(version)
+    {
+        let labelled = ssm
+            .label_parameter_version()
+            .name(&settings.parameter)
+            .parameter_version(version)
+            .labels(label)
+            .send()
+            .await
+            .map_err(|e| aws_error("LabelParameterVersion", e))?;
+        // SSM reports a refused label in the response, not as an error.
+        if !labelled.invalid_labels().is_empty() {
+            return Err(PrepullError::Unexpected {
+                what: "LabelParameterVersion",
+                detail: format!("SSM refused the label {label}"),
+            });
+        }
+    }
+    let published_at = match action {
+        "written" | "would-write" => Some(aws_smithy_types_now()),
+        _ => current
+            .as_ref()
+            .and_then(|p| p.last_modified_date().copied()),
+    };
+    let update = ParameterUpdate {
+        region: region.to_owned(),
+        ami: ami.to_owned(),
+        action,
+        version,
+        label: label.map(str::to_owned),
+        error: None,
+    };
+    Ok((update, published_at))
+}
+
 /// Writes each region's AMI to the parameter (skipping a region that already holds it), then
 /// refreshes every configured group.
+/// `other_regions` says what a failure outside the home region does: a publish fails the
+/// invocation (Lambda retries it whole), a rollback records it and still rolls the home
+/// region back, which is what the fleet launches from.
 #[allow(clippy::too_many_arguments)]
 async fn publish_and_refresh(
     common: &Common,
@@ -763,6 +882,7 @@ async fn publish_and_refresh(
     amis: &[(String, String)],
     label: Option<&str>,
     supersede: Supersede,
+    other_regions: OtherRegions,
     dry_run: bool,
     deadline: Instant,
     summary: &mut Summary,
@@ -770,98 +890,28 @@ async fn publish_and_refresh(
     let home = home_region(common);
     let mut published_at = None;
     for (region, ami) in amis {
-        let ssm = ssm_in(common, region);
-        let current = match ssm.get_parameter().name(&settings.parameter).send().await {
-            Ok(response) => response.parameter,
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_parameter_not_found()) =>
-            {
-                None
-            }
-            Err(error) => return Err(aws_error("GetParameter", error)),
-        };
-        let labelled_version = match label {
-            Some(label) => match ssm
-                .get_parameter()
-                .name(format!("{}:{label}", settings.parameter))
-                .send()
-                .await
-            {
-                Ok(response) => response.parameter.map(|p| p.version()),
-                Err(error)
-                    if error.as_service_error().is_some_and(|e| {
-                        e.is_parameter_version_not_found() || e.is_parameter_not_found()
-                    }) =>
-                {
-                    None
+        let published =
+            publish_in_region(common, settings, region, ami, label, supersede, dry_run).await;
+        match published {
+            Ok((update, at)) => {
+                if region == &home {
+                    published_at = at;
                 }
-                Err(error) => return Err(aws_error("GetParameter", error)),
-            },
-            None => None,
-        };
-        let holds = current
-            .as_ref()
-            .is_some_and(|p| p.value() == Some(ami.as_str()));
-        let superseded = supersede == Supersede::Skip && !holds && labelled_version.is_some();
-        let (action, version) = if holds {
-            ("already-current", current.as_ref().map(|p| p.version()))
-        } else if superseded {
-            tracing::warn!(region = %region, ami = %ami, "this build was published before and has since been replaced; not publishing it again");
-            ("superseded", labelled_version)
-        } else if dry_run {
-            ("would-write", None)
-        } else {
-            let description = describe_version(label);
-            let put = match put_ami(&ssm, &settings.parameter, ami, &description).await {
-                Err(error)
-                    if error
-                        .as_service_error()
-                        .is_some_and(|e| e.is_parameter_max_version_limit_exceeded()) =>
-                {
-                    release_oldest_version(&ssm, &settings.parameter).await?;
-                    put_ami(&ssm, &settings.parameter, ami, &description).await
-                }
-                result => result,
+                summary.parameters.push(update);
             }
-            .map_err(|e| aws_error("PutParameter", e))?;
-            ("written", Some(put.version()))
-        };
-        if let (Some(label), Some(version), false, false) = (label, version, dry_run, superseded)
-            && labelled_version != Some(version)
-        {
-            let labelled = ssm
-                .label_parameter_version()
-                .name(&settings.parameter)
-                .parameter_version(version)
-                .labels(label)
-                .send()
-                .await
-                .map_err(|e| aws_error("LabelParameterVersion", e))?;
-            // SSM reports a refused label in the response, not as an error.
-            if !labelled.invalid_labels().is_empty() {
-                return Err(PrepullError::Unexpected {
-                    what: "LabelParameterVersion",
-                    detail: format!("SSM refused the label {label}"),
+            Err(error) if region != &home && other_regions == OtherRegions::RecordFailures => {
+                tracing::error!(region = %region, error = %error, "the parameter in this region was not written; carrying on to the home region");
+                summary.parameters.push(ParameterUpdate {
+                    region: region.clone(),
+                    ami: ami.clone(),
+                    action: "failed",
+                    version: None,
+                    label: label.map(str::to_owned),
+                    error: Some(error.to_string()),
                 });
             }
+            Err(error) => return Err(error),
         }
-        if region == &home {
-            published_at = match action {
-                "written" | "would-write" => Some(aws_smithy_types_now()),
-                _ => current
-                    .as_ref()
-                    .and_then(|p| p.last_modified_date().copied()),
-            };
-        }
-        summary.parameters.push(ParameterUpdate {
-            region: region.clone(),
-            ami: ami.clone(),
-            action,
-            version,
-            label: label.map(str::to_owned),
-        });
     }
     if summary.parameters.iter().all(|p| p.action == "superseded") {
         return Ok(());

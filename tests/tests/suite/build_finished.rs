@@ -149,6 +149,20 @@ async fn published(f: &Fleet, content: &str) -> Summary {
     summary
 }
 
+/// Each region's parameter action, in the order they were taken.
+fn actions(summary: &Summary) -> Vec<(&str, &str)> {
+    summary
+        .parameters
+        .iter()
+        .map(|p| (p.region.as_str(), p.action))
+        .collect()
+}
+
+/// Each group's refresh outcome, in the configured order.
+fn refresh_outcomes(summary: &Summary) -> Vec<&str> {
+    summary.refreshes.iter().map(|r| r.outcome).collect()
+}
+
 fn assert_already_rolled_back(summary: &Summary) {
     assert!(
         summary
@@ -175,11 +189,7 @@ async fn an_available_build_is_published_in_every_region_and_refreshes_every_gro
     let (image, event) = finished(&f, "web 2", "AVAILABLE").await;
     let summary = run(&f, event).await;
     assert_eq!(summary.outcome, Outcome::Published);
-    let regions: Vec<(&str, &str)> = summary
-        .parameters
-        .iter()
-        .map(|p| (p.region.as_str(), p.action))
-        .collect();
+    let regions = actions(&summary);
     assert_eq!(
         regions,
         [("us-east-1", "written"), ("eu-west-1", "written")]
@@ -203,14 +213,7 @@ async fn an_available_build_is_published_in_every_region_and_refreshes_every_gro
     let expected = prepull::build_finished::build_label(&image);
     assert_eq!(labels, [expected.clone(), expected]);
 
-    assert_eq!(
-        summary
-            .refreshes
-            .iter()
-            .map(|r| r.outcome)
-            .collect::<Vec<_>>(),
-        ["started", "started"]
-    );
+    assert_eq!(refresh_outcomes(&summary), ["started", "started"]);
     for group in GROUPS {
         let refresh = &refreshes(&f, group).await[0];
         assert!(
@@ -256,11 +259,7 @@ async fn the_same_event_twice_makes_no_second_version_and_no_second_refresh() {
     let again = run(&f, event).await;
     assert_eq!(again.outcome, Outcome::AlreadyPublished);
     assert_eq!(
-        again
-            .refreshes
-            .iter()
-            .map(|r| r.outcome)
-            .collect::<Vec<_>>(),
+        refresh_outcomes(&again),
         ["already-rolling-out", "already-rolling-out"],
         "our own refresh is never cancelled"
     );
@@ -582,10 +581,7 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     let dry = run(&f, json!({"action": "rollback", "dry_run": true})).await;
     assert_eq!(dry.image, published.image);
     assert_eq!(
-        dry.parameters
-            .iter()
-            .map(|p| (p.region.as_str(), p.action))
-            .collect::<Vec<_>>(),
+        actions(&dry),
         [("eu-west-1", "would-write"), ("us-east-1", "would-write")]
     );
     assert_eq!(
@@ -602,11 +598,7 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     );
     // Every region the first build went to goes back, the home region last.
     assert_eq!(
-        rolled
-            .parameters
-            .iter()
-            .map(|p| (p.region.as_str(), p.action))
-            .collect::<Vec<_>>(),
+        actions(&rolled),
         [("eu-west-1", "written"), ("us-east-1", "written")]
     );
     for region in ["us-east-1", "eu-west-1"] {
@@ -621,14 +613,7 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
             "{region}"
         );
     }
-    assert_eq!(
-        rolled
-            .refreshes
-            .iter()
-            .map(|r| r.outcome)
-            .collect::<Vec<_>>(),
-        ["started", "started"]
-    );
+    assert_eq!(refresh_outcomes(&rolled), ["started", "started"]);
     assert_eq!(
         mutating(&f),
         [
@@ -718,6 +703,58 @@ async fn a_second_rollback_finds_the_build_through_its_own_version_and_covers_ev
             "{region}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_region_that_cannot_be_written_does_not_keep_the_home_region_from_rolling_back() {
+    let f = fleet("replace").await;
+    let a = published(&f, "web 2").await;
+    let b = published(&f, "web 3").await;
+    // eu-west-1 comes first and fails every attempt the SDK makes.
+    f.s.bench.emulator.inject(Fault {
+        service: Some(Service::Ssm),
+        ..Fault::new("PutParameter", FaultKind::ServerError, 3)
+    });
+    let rolled = run(&f, json!({"action": "rollback"})).await;
+    let parameters = actions(&rolled);
+    assert_eq!(
+        parameters,
+        [("eu-west-1", "failed"), ("us-east-1", "written")]
+    );
+    assert!(
+        rolled.parameters[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("PutParameter")),
+        "{:?}",
+        rolled.parameters[0].error
+    );
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(ami_in(&a, "us-east-1"))
+    );
+    assert_eq!(
+        parameter_in(&f, "eu-west-1").await.value(),
+        Some(ami_in(&b, "eu-west-1"))
+    );
+    assert_eq!(
+        refresh_outcomes(&rolled),
+        ["started", "started"],
+        "the fleet launches from the home region"
+    );
+    refreshes_succeed(&f);
+
+    // Run again, the rollback is finished where it failed, and nothing flips back.
+    let finished_run = run(&f, json!({"action": "rollback"})).await;
+    assert_already_rolled_back(&finished_run);
+    assert_eq!(
+        parameter_in(&f, "eu-west-1").await.value(),
+        Some(ami_in(&a, "eu-west-1"))
+    );
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(ami_in(&a, "us-east-1"))
+    );
 }
 
 #[tokio::test]
@@ -867,14 +904,7 @@ async fn throttling_and_5xx_on_put_parameter_and_start_instance_refresh_are_retr
     ));
     let summary = run(&f, event).await;
     assert_eq!(summary.outcome, Outcome::Published);
-    assert_eq!(
-        summary
-            .refreshes
-            .iter()
-            .map(|r| r.outcome)
-            .collect::<Vec<_>>(),
-        ["started", "started"]
-    );
+    assert_eq!(refresh_outcomes(&summary), ["started", "started"]);
     let puts: Vec<u16> =
         f.s.bench
             .emulator
