@@ -414,22 +414,7 @@ pub async fn handle(
         Request::Rollback { dry_run } => {
             let region = home_region(common);
             let ssm = ssm_in(common, &region);
-            let mut history = Vec::new();
-            let mut pages = ssm
-                .get_parameter_history()
-                .name(&settings.parameter)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| aws_error("GetParameterHistory", e))?;
-                history.extend(page.parameters().iter().map(|p| ParameterVersion {
-                    version: p.version(),
-                    value: p.value().unwrap_or_default().to_owned(),
-                    labels: p.labels().to_vec(),
-                    description: p.description().unwrap_or_default().to_owned(),
-                }));
-            }
-            history.sort_by_key(|v| v.version);
+            let history = read_history(&ssm, &settings.parameter).await?;
             let Some(current) = history.last().cloned() else {
                 return Err(PrepullError::InvalidInput(format!(
                     "cannot roll back: parameter {} has no history",
@@ -508,6 +493,30 @@ struct ParameterVersion {
     description: String,
 }
 
+/// Every version the parameter holds, oldest first.
+async fn read_history(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+) -> Result<Vec<ParameterVersion>, PrepullError> {
+    let mut history = Vec::new();
+    let mut pages = ssm
+        .get_parameter_history()
+        .name(parameter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("GetParameterHistory", e))?;
+        history.extend(page.parameters().iter().map(|p| ParameterVersion {
+            version: p.version(),
+            value: p.value().unwrap_or_default().to_owned(),
+            labels: p.labels().to_vec(),
+            description: p.description().unwrap_or_default().to_owned(),
+        }));
+    }
+    history.sort_by_key(|v| v.version);
+    Ok(history)
+}
+
 impl ParameterVersion {
     /// The rollback label of a version a rollback wrote, from its label or, when the rollback
     /// stopped before labelling it, from its description.
@@ -519,6 +528,7 @@ impl ParameterVersion {
             .or_else(|| {
                 self.description
                     .strip_prefix(ROLLBACK_DESCRIPTION_PREFIX)
+                    .filter(|label| label.starts_with(ROLLBACK_LABEL_PREFIX))
                     .map(str::to_owned)
             })
     }
@@ -964,21 +974,11 @@ async fn release_oldest_version(
     ssm: &aws_sdk_ssm::Client,
     parameter: &str,
 ) -> Result<(), PrepullError> {
-    let mut oldest: Option<(i64, Vec<String>)> = None;
-    let mut pages = ssm
-        .get_parameter_history()
-        .name(parameter)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("GetParameterHistory", e))?;
-        for version in page.parameters() {
-            if oldest.as_ref().is_none_or(|(v, _)| version.version() < *v) {
-                oldest = Some((version.version(), version.labels().to_vec()));
-            }
-        }
-    }
-    let Some((version, labels)) = oldest.filter(|(_, labels)| !labels.is_empty()) else {
+    let history = read_history(ssm, parameter).await?;
+    let Some(ParameterVersion {
+        version, labels, ..
+    }) = history.into_iter().next().filter(|v| !v.labels.is_empty())
+    else {
         return Ok(());
     };
     tracing::warn!(parameter, version, labels = ?labels, "the parameter holds 100 versions; unlabelling the oldest so Parameter Store can drop it");
