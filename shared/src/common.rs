@@ -1,24 +1,36 @@
-//! What every function holds for its lifetime: the AWS clients and the validated
-//! configuration, built once at init and borrowed by each invocation.
+//! What every function holds for its lifetime: the AWS clients, the validated configuration
+//! and the clock, built once at init and borrowed by each invocation.
+
+use std::sync::Arc;
+
+use prepull_core::clock::{Clock, SystemClock};
+use prepull_core::config::{CacheConfig, ConfigError};
 
 use crate::aws::AwsClients;
-use crate::config::CacheConfig;
 use crate::error::PrepullError;
 
 #[derive(Debug, Clone)]
 pub struct Common {
     pub clients: AwsClients,
     pub config: CacheConfig,
+    /// Every decision that reads the time reads it here.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Common {
+    /// A context on the system clock.
+    pub fn new(clients: AwsClients, config: CacheConfig) -> Self {
+        Self {
+            clients,
+            config,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
     /// Reads the configuration first, so a bad setting stops init before any client exists.
     pub async fn from_env() -> Result<Self, PrepullError> {
         let config = CacheConfig::from_env()?;
-        Ok(Self {
-            clients: AwsClients::from_env().await,
-            config,
-        })
+        Ok(Self::new(AwsClients::from_env().await, config))
     }
 }
 
@@ -33,9 +45,7 @@ pub async fn init() -> Result<Common, PrepullError> {
 
 /// Checks a function's own settings the way [`init`] checks the common ones: a bad value is
 /// logged and stops init.
-pub fn init_settings<T>(
-    settings: Result<T, crate::config::ConfigError>,
-) -> Result<T, PrepullError> {
+pub fn init_settings<T>(settings: Result<T, ConfigError>) -> Result<T, PrepullError> {
     settings
         .map_err(PrepullError::from)
         .inspect_err(|error| tracing::error!(error = %error, "init failed"))
@@ -48,7 +58,9 @@ pub fn init_logging() {
     let level = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
         .unwrap_or_else(|_| "info".to_owned());
-    let _ = tracing_subscriber::fmt()
+    // A second call (tests start several functions in one process) keeps the first
+    // subscriber, which is what it should do.
+    let _already_set = tracing_subscriber::fmt()
         .json()
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_current_span(false)

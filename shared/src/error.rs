@@ -1,23 +1,13 @@
 //! prepull's errors. Each says what failed and whether trying again can help, which decides
 //! whether a function fails its invocation (so Lambda or SQS retries) or reports and moves on.
 
-use aws_sdk_imagebuilder::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::http::Response;
+use prepull_core::config::ConfigError;
+use prepull_core::document::DocumentError;
+use prepull_core::events::InvalidInput;
+use prepull_core::recipe::RecipeProblem;
 
-use crate::config::ConfigError;
-use crate::document::DocumentError;
-
-/// AWS error codes that mean "try again later", beyond 5xx. Image Builder throttles with
-/// `CallRateLimitExceededException`, which the SDK does not retry; SSM answers concurrent
-/// writes to one parameter with `TooManyUpdates`.
-const RETRYABLE_CODES: [&str; 6] = [
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "CallRateLimitExceededException",
-    "RequestLimitExceeded",
-    "TooManyUpdates",
-];
+/// The cause of an AWS error, kept whole so logs and `source()` chains show it.
+pub type AwsSource = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrepullError {
@@ -31,21 +21,32 @@ pub enum PrepullError {
         code: Option<String>,
         message: String,
         retryable: bool,
+        #[source]
+        source: AwsSource,
     },
     #[error(transparent)]
     Document(#[from] DocumentError),
-    #[error(
-        "the recipe {recipe} of pipeline {pipeline} does not use the cache component {component}"
-    )]
-    ComponentNotInRecipe {
+    #[error("the recipe {recipe} of pipeline {pipeline}: {problem} {component}")]
+    Recipe {
         pipeline: String,
         recipe: String,
         component: String,
+        problem: RecipeProblem,
     },
     #[error("{what}: {detail}")]
     Unexpected { what: &'static str, detail: String },
     #[error("gave up after {attempts} attempts: {what} kept changing under concurrent writers")]
     Contention { what: &'static str, attempts: u32 },
+    /// An instance refresh that failed in a way a retry can fix. The other groups' outcomes
+    /// are in the logs; Lambda retries the invocation, which finds what is already done.
+    #[error("instance refresh of {group} failed: {message}")]
+    RefreshFailed { group: String, message: String },
+}
+
+impl From<InvalidInput> for PrepullError {
+    fn from(error: InvalidInput) -> Self {
+        PrepullError::InvalidInput(error.0)
+    }
 }
 
 impl PrepullError {
@@ -53,7 +54,7 @@ impl PrepullError {
     pub fn is_retryable(&self) -> bool {
         match self {
             PrepullError::Aws { retryable, .. } => *retryable,
-            PrepullError::Contention { .. } => true,
+            PrepullError::Contention { .. } | PrepullError::RefreshFailed { .. } => true,
             _ => false,
         }
     }
@@ -68,43 +69,11 @@ impl PrepullError {
             } => "prepull.AwsTransient",
             PrepullError::Aws { .. } => "prepull.Aws",
             PrepullError::Document(_) => "prepull.Document",
-            PrepullError::ComponentNotInRecipe { .. } => "prepull.Recipe",
+            PrepullError::Recipe { .. } => "prepull.Recipe",
             PrepullError::Unexpected { .. } => "prepull.Unexpected",
             PrepullError::Contention { .. } => "prepull.Contention",
+            PrepullError::RefreshFailed { .. } => "prepull.RefreshFailed",
         }
-    }
-}
-
-/// Classifies an SDK error from any of the service clients.
-pub fn aws_error<E>(operation: &'static str, error: SdkError<E, Response>) -> PrepullError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let (code, retryable) = match &error {
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().map(str::to_owned);
-            let throttled = code
-                .as_deref()
-                .is_some_and(|c| RETRYABLE_CODES.contains(&c));
-            (code, throttled || service.raw().status().is_server_error())
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (None, true)
-        }
-        _ => (None, false),
-    };
-    // A service's own message says what went wrong; the SDK's full context (raw response,
-    // headers) is only worth its length when there is no service error to show.
-    let message = match &error {
-        SdkError::ServiceError(service) => service.err().message().map(str::to_owned),
-        _ => None,
-    }
-    .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
-    PrepullError::Aws {
-        operation,
-        code,
-        message,
-        retryable,
     }
 }
 

@@ -1,23 +1,18 @@
-//! prepull's shared library: everything the Lambda functions have in common.
+//! prepull's AWS adapters and handlers: what the Lambda functions under `functions/` call.
 //!
-//! The functions under `functions/` stay thin; configuration, events, the cache manifest,
-//! component rendering, the rebuild planner and the AWS adapters live here.
+//! - [`aws`] holds the SDK clients and one module per service; only it talks to AWS.
+//! - [`handlers`] holds one module per function: read the input, read AWS through [`aws`],
+//!   ask `prepull_core` what to do, do it, and return a JSON summary.
+//!
+//! Everything that decides lives in `prepull_core` (re-exported as [`core`]), which has no
+//! AWS SDK dependency.
 
 pub mod aws;
-pub mod build_finished;
 pub mod common;
-pub mod config;
-pub mod document;
-pub mod ecr;
 pub mod error;
-pub mod events;
-pub mod image;
-pub mod image_pushed;
-pub mod imagebuilder;
-pub mod manifest;
-pub mod patch_day;
-pub mod plan;
-pub mod reconcile;
+pub mod handlers;
 
 pub use common::Common;
 pub use error::PrepullError;
+pub use handlers::{build_finished, image_pushed, patch_day};
+pub use prepull_core as core;

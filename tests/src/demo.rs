@@ -335,7 +335,7 @@ fn function_environment(
     // The story's scheduled run must fall on an ordinary day.
     let offset = (1..=14)
         .find(|offset| {
-            prepull::patch_day::patch_day(today.year(), today.month(), *offset) != Some(today)
+            prepull::core::schedule::patch_day(today.year(), today.month(), *offset) != Some(today)
         })
         .unwrap_or(1);
     environment.extend(

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use prepull::Common;
 use prepull::aws::AwsClients;
-use prepull::config::CacheConfig;
+use prepull::core::config::CacheConfig;
 use serde_json::{Value, json};
 
 use crate::bench::Bench;
@@ -56,10 +56,7 @@ impl Scenario {
         let config = CacheConfig::from_lookup(|name| {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })?;
-        let common = Common {
-            clients: AwsClients::from_config(&sdk),
-            config,
-        };
+        let common = Common::new(AwsClients::from_config(&sdk), config);
         bench.emulator.clear_requests();
         Ok(Self {
             bench,

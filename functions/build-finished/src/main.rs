@@ -2,7 +2,7 @@
 //! `{"action":"rollback"}` / `{"action":"republish","image":"…"}` from an operator, in; a JSON
 //! summary out.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use prepull::build_finished::{FleetSettings, handle};
@@ -17,9 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = prepull::common::init_settings(FleetSettings::from_env())?;
     let (common, settings) = (&common, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = u64::try_from(common.clock.now().timestamp_millis()).unwrap_or_default();
         let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms))
             .saturating_sub(REPORTING_MARGIN);
         handle(common, settings, event.payload, Instant::now() + remaining).await

@@ -1,3 +1,7 @@
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test: a failure to run the binary is the failure to report"
+)]
 //! A bad setting stops the function at init, with a message naming the variable, before
 //! it asks the Lambda Runtime API for any event.
 

@@ -11,12 +11,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let settings = prepull::common::init_settings(PatchDaySettings::from_env())?;
     let common = &common;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let now = common.clock.now();
         handle(
             common,
             settings,
             event.payload,
             &event.context.request_id,
-            chrono::Utc::now(),
+            now,
         )
         .await
     }))

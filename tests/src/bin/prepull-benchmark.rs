@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use prepull::document::{Runtime, render};
-use prepull::events::Push;
-use prepull::image::{Digest, ImageRef, Registry};
-use prepull::manifest::{Manifest, PinnedImage};
-use prepull::plan::{ComponentState, desired_manifest};
+use prepull::core::component::{ComponentState, desired_manifest};
+use prepull::core::document::{Runtime, render};
+use prepull::core::events::ecr::Push;
+use prepull::core::image::{Digest, ImageRef, Registry};
+use prepull::core::manifest::{Manifest, PinnedImage};
 use prepull_bench::scenario::{Scenario, push_event, sqs_batch};
 use prepull_bench::seed::PipelineSeed;
 

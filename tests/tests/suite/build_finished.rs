@@ -4,6 +4,9 @@
 use std::time::{Duration, Instant};
 
 use prepull::build_finished::{FleetSettings, Outcome, Summary, handle};
+use prepull::core::build::FollowUp;
+use prepull::core::parameter::ParameterAction;
+use prepull::core::refresh::RefreshResult;
 use prepull_bench::emulator::{Fault, FaultKind, Service};
 use prepull_bench::scenario::{Scenario, push_event, sqs_batch};
 use prepull_bench::seed::PipelineSeed;
@@ -73,7 +76,7 @@ async fn build(f: &Fleet, content: &str) -> String {
     )
     .await
     .unwrap();
-    summary.image_build_version_arn.unwrap()
+    summary.image_build_version_arn.unwrap().to_string()
 }
 
 async fn finished(f: &Fleet, content: &str, status: &str) -> (String, Value) {
@@ -154,13 +157,17 @@ fn actions(summary: &Summary) -> Vec<(&str, &str)> {
     summary
         .parameters
         .iter()
-        .map(|p| (p.region.as_str(), p.action))
+        .map(|p| (p.region.as_str(), p.action.as_str()))
         .collect()
 }
 
 /// Each group's refresh outcome, in the configured order.
 fn refresh_outcomes(summary: &Summary) -> Vec<&str> {
-    summary.refreshes.iter().map(|r| r.outcome).collect()
+    summary
+        .refreshes
+        .iter()
+        .map(|r| r.outcome.as_str())
+        .collect()
 }
 
 fn assert_already_rolled_back(summary: &Summary) {
@@ -236,7 +243,7 @@ async fn an_available_build_is_published_in_every_region_and_refreshes_every_gro
             Some("Refresh")
         );
     }
-    assert_eq!(summary.follow_up.as_deref(), Some("not-needed"));
+    assert_eq!(summary.follow_up, Some(FollowUp::NotNeeded));
     let ssm_regions: Vec<String> =
         f.s.bench
             .emulator
@@ -327,7 +334,7 @@ async fn a_foreign_refresh_is_replaced_or_skipped_as_configured() {
         if mode == "replace" {
             assert_eq!(
                 (first.outcome, first.cancelled_refresh_id.as_deref()),
-                ("replaced", Some(foreign.as_str()))
+                (RefreshResult::Replaced, Some(foreign.as_str()))
             );
             assert_eq!(refreshes.len(), 2);
             assert_eq!(refreshes[1].status().unwrap().as_str(), "Cancelled");
@@ -353,7 +360,10 @@ async fn a_foreign_refresh_is_replaced_or_skipped_as_configured() {
         } else {
             assert_eq!(
                 (first.outcome, first.refresh_id.as_deref()),
-                ("skipped-refresh-in-progress", Some(foreign.as_str()))
+                (
+                    RefreshResult::SkippedRefreshInProgress,
+                    Some(foreign.as_str())
+                )
             );
             assert_eq!(refreshes.len(), 1);
             assert!(
@@ -397,7 +407,7 @@ async fn a_refresh_that_began_after_the_parameter_update_is_never_cancelled() {
             summary.refreshes[0].outcome,
             summary.refreshes[0].refresh_id.as_deref()
         ),
-        ("already-rolling-out", Some(theirs.as_str()))
+        (RefreshResult::AlreadyRollingOut, Some(theirs.as_str()))
     );
     assert!(
         f.s.bench
@@ -495,8 +505,9 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
             .unwrap();
     f.s.bench.emulator.clear_requests();
     let summary = run(&f, event.clone()).await;
-    let follow_up = summary.follow_up.clone().unwrap();
-    assert!(follow_up.starts_with("started "), "{follow_up}");
+    let Some(FollowUp::Started(follow_up_arn)) = summary.follow_up.clone() else {
+        panic!("{:?}", summary.follow_up)
+    };
     let starts =
         f.s.bench
             .emulator
@@ -510,8 +521,9 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
 
     f.s.bench.emulator.clear_requests();
     let again = run(&f, event.clone()).await;
-    assert!(
-        again.follow_up.unwrap().starts_with("running "),
+    assert_eq!(
+        again.follow_up,
+        Some(FollowUp::Running(follow_up_arn.clone())),
         "a duplicate event starts no second follow-up"
     );
     assert!(
@@ -523,15 +535,14 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
 
     // The follow-up fails; one more copy of the first event repeats the follow-up request,
     // and Image Builder returns the failed build: reported as such, not as started.
-    let follow_up_arn = follow_up.trim_start_matches("started ").to_owned();
     f.s.bench
         .emulator
         .finish_image(&follow_up_arn, "FAILED", Some("update-windows failed"))
         .unwrap();
     let late = run(&f, event).await;
     assert_eq!(
-        late.follow_up.as_deref(),
-        Some(format!("already-attempted {follow_up_arn} (FAILED)").as_str())
+        late.follow_up.map(|f| f.to_string()),
+        Some(format!("already-attempted {follow_up_arn} (FAILED)"))
     );
 }
 
@@ -672,7 +683,11 @@ async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
             .iter()
             .map(|p| (p.region.as_str(), p.ami.as_str(), p.action))
             .collect::<Vec<_>>(),
-        [("us-east-1", "ami-0parent000000001", "written")]
+        [(
+            "us-east-1",
+            "ami-0parent000000001",
+            ParameterAction::Written
+        )]
     );
     assert_eq!(
         parameter_in(&f, "eu-west-1").await.value(),

@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use prepull::document::{Runtime, read_manifest, render};
-use prepull::image::{Digest, ImageRef, Registry};
-use prepull::manifest::{Manifest, PinnedImage};
+use prepull::core::document::{Runtime, read_manifest, render};
+use prepull::core::image::{Digest, ImageRef, Registry};
+use prepull::core::manifest::{Manifest, PinnedImage};
 
 fn manifest() -> Manifest {
     let home = Registry::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use prepull::document::{Runtime, read_manifest};
+use prepull::core::build::BuildStatus;
+use prepull::core::document::{Runtime, read_manifest};
 use prepull::image_pushed::{Outcome, Summary, handle};
 use prepull_bench::emulator::{Fault, FaultKind, RecordedRequest};
 use prepull_bench::scenario::{REGISTRY, Scenario, ecr_event, push_event, sqs_batch};
@@ -101,7 +102,7 @@ async fn one_push_creates_one_component_version_and_starts_one_build() {
     )));
     assert_eq!(
         document,
-        prepull::document::render(&manifest, Runtime::Containerd, "prepull-cache").unwrap(),
+        prepull::core::document::render(&manifest, Runtime::Containerd, "prepull-cache").unwrap(),
         "the expected document, byte for byte"
     );
 
@@ -234,7 +235,7 @@ async fn a_batch_redelivered_after_its_build_failed_reports_that_build_and_start
         again.image_build_version_arn.as_deref(),
         Some(failed.as_str())
     );
-    assert_eq!(again.earlier_build_status.as_deref(), Some("FAILED"));
+    assert_eq!(again.earlier_build_status, Some(BuildStatus::Failed));
     assert_eq!(again.component_version, first.component_version);
     assert_eq!(
         s.bench.emulator.mutating_operations(),
@@ -620,7 +621,7 @@ async fn a_pinned_recipe_gets_a_new_version_and_the_pipeline_keeps_every_other_f
         .collect();
     assert_eq!(
         arns[1],
-        summary.component_build_version_arn.clone().unwrap(),
+        summary.component_build_version_arn.as_deref().unwrap(),
         "the new component build is swapped in"
     );
     assert!(

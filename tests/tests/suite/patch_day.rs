@@ -2,6 +2,7 @@
 //! no mutating call and return the plan the real run then carries out.
 
 use chrono::{DateTime, Utc};
+use prepull::core::build::BuildStatus;
 use prepull::patch_day::{Outcome, PatchDaySettings, Summary, handle};
 use prepull_bench::scenario::Scenario;
 use prepull_bench::seed::PipelineSeed;
@@ -234,7 +235,7 @@ async fn a_failed_patch_day_build_is_reported_not_restarted_the_same_day_and_ret
         again.image_build_version_arn.as_deref(),
         Some(failed.as_str())
     );
-    assert_eq!(again.earlier_build_status.as_deref(), Some("FAILED"));
+    assert_eq!(again.earlier_build_status, Some(BuildStatus::Failed));
     let starts = start_calls(&s);
     assert_eq!(starts.len(), 2);
     assert_eq!(starts[0]["clientToken"], starts[1]["clientToken"]);

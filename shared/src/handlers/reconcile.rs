@@ -2,15 +2,19 @@
 //! (with the pushes of a batch) and patch-day (with every digest re-read from ECR), and the
 //! one way builds are started.
 
+use chrono::{DateTime, Utc};
+use prepull_core::arn::ImageBuilderArn;
+use prepull_core::build::{BuildSummary, StartedBuild, started_build};
+use prepull_core::component::{self, ComponentPlan};
+use prepull_core::events::ecr::Push;
+use prepull_core::manifest::Manifest;
+use prepull_core::recipe::RecipeChange;
 use serde::Serialize;
 
+use crate::aws::imagebuilder::{self, PipelineView};
+use crate::aws::{ecr, ssm};
 use crate::common::Common;
-use crate::ecr;
-use crate::error::{PrepullError, aws_error};
-use crate::events::Push;
-use crate::imagebuilder::{self, PipelineView, RecipeChange};
-use crate::manifest::{Manifest, sha256_hex};
-use crate::plan::{self, BuildSummary, ComponentPlan, PARENT_IMAGE_TAG, StartedBuild};
+use crate::error::PrepullError;
 
 /// How many times a concurrent writer may take the version this run wanted before it gives
 /// up and lets the invocation be retried.
@@ -31,7 +35,7 @@ pub struct ComponentOutcome {
     /// The version the next build takes: the one created, or the latest if nothing changed.
     pub version: Option<String>,
     /// Its build-version ARN; unknown for a version a dry run only plans.
-    pub build_arn: Option<String>,
+    pub build_arn: Option<ImageBuilderArn>,
     /// The version this run creates (or, in a dry run, would create).
     pub planned: Option<ComponentPlan>,
     pub created: bool,
@@ -56,7 +60,7 @@ pub async fn reconcile_component(
     resolve: Resolve,
     trigger: &str,
     dry_run: bool,
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> Result<ComponentOutcome, PrepullError> {
     let config = &common.config;
     let client = &common.clients.imagebuilder;
@@ -68,20 +72,20 @@ pub async fn reconcile_component(
         if resolved.is_none() {
             let wanted = match resolve {
                 Resolve::All => config.images.clone(),
-                Resolve::Missing => plan::images_to_resolve(&state, &config.images, pushes),
+                Resolve::Missing => component::images_to_resolve(&state, &config.images, pushes),
             };
             resolved = Some(if wanted.is_empty() {
                 ecr::Resolved::default()
             } else {
-                ecr::resolve(&common.clients.config, &common.clients.ecr, &wanted, now).await?
+                ecr::resolve(&common.clients, &wanted, now).await?
             });
         }
         let found = resolved
             .as_ref()
             .map(|r| r.manifest.clone())
             .unwrap_or_default();
-        let change = plan::desired_manifest(&state, &config.images, pushes, &found);
-        let planned = plan::plan_component(
+        let change = component::desired_manifest(&state, &config.images, pushes, &found);
+        let planned = component::plan_component(
             &state,
             &change,
             config.runtime,
@@ -93,7 +97,7 @@ pub async fn reconcile_component(
             .map(|r| r.missing.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
         let outcome = |version: Option<String>,
-                       build_arn: Option<String>,
+                       build_arn: Option<ImageBuilderArn>,
                        planned: Option<ComponentPlan>,
                        created: bool| ComponentOutcome {
             version,
@@ -128,7 +132,7 @@ pub async fn reconcile_component(
         }
         let arn =
             imagebuilder::create_component(client, &config.component_name, &component).await?;
-        if imagebuilder::is_first_build(&arn) {
+        if component::written_first(&arn) {
             tracing::info!(version = %component.version, arn = %arn, "cache component version created");
             return Ok(outcome(
                 Some(component.version.clone()),
@@ -161,7 +165,7 @@ pub async fn plan_pipeline(
     .await?;
     let change = match &component.build_arn {
         Some(build_arn) => {
-            imagebuilder::plan_recipe(&view, &common.config.component_name, build_arn)?
+            imagebuilder::plan_recipe(&view, &common.config.component_name, build_arn.as_str())?
         }
         // A dry run's new version has no ARN yet: a pinned recipe would need a new version.
         None if component.planned.is_some() => {
@@ -172,76 +176,17 @@ pub async fn plan_pipeline(
     Ok((view, change))
 }
 
-/// The recipe's parent image as it resolves now: the `ssm:` parameter's value, or the
-/// reference itself for an AMI ID or image ARN. `None` when the parameter does not exist.
+/// The recipe's parent image as it resolves now (see [`ssm::parent_image_value`]).
 pub async fn current_parent_image(
     common: &Common,
     view: &PipelineView,
 ) -> Result<Option<String>, PrepullError> {
-    let Some(parent) = view.recipe.parent_image() else {
-        return Ok(None);
-    };
-    let Some(parameter) = parent.strip_prefix("ssm:") else {
-        return Ok(Some(parent.to_owned()));
-    };
-    match common
-        .clients
-        .ssm
-        .get_parameter()
-        .name(parameter)
-        .send()
-        .await
-    {
-        Ok(response) => Ok(response.parameter.and_then(|p| p.value)),
-        Err(error)
-            if error
-                .as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            tracing::warn!(
-                parameter,
-                "the recipe's parent image parameter does not exist"
-            );
-            Ok(None)
-        }
-        Err(error) => Err(aws_error("GetParameter", error)),
-    }
+    ssm::parent_image_value(&common.clients.ssm, view.recipe.parent_image()).await
 }
 
-/// How a build's client token is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BuildToken {
-    /// Exactly this token: a forced build uses its invocation's request id.
-    Exact(String),
-    /// This prefix and a hash of every tag: the same request converges on one build, and a
-    /// request that differs in anything (trigger, manifest, parent image) is a new one
-    /// rather than an `IdempotentParameterMismatchException`.
-    Derived(String),
-}
-
-/// The final token and tags of a build: the parent image's current value is recorded too.
-pub fn build_request(
-    token: BuildToken,
-    mut tags: Vec<(String, String)>,
-    parent_image: Option<&str>,
-) -> (String, Vec<(String, String)>) {
-    if let Some(parent) = parent_image {
-        tags.push((PARENT_IMAGE_TAG.to_owned(), parent.to_owned()));
-    }
-    let token = match token {
-        BuildToken::Exact(token) => token.chars().take(36).collect(),
-        BuildToken::Derived(prefix) => {
-            let mut sorted = tags.clone();
-            sorted.sort();
-            let joined: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            plan::client_token(&prefix, "", &sha256_hex(joined.join("\n").as_bytes()))
-        }
-    };
-    (token, tags)
-}
-
-/// Starts the pipeline with a token and tags from [`build_request`]. `listed` is the pipeline's
-/// builds as listed before the call: a returned ARN among them is an earlier request's build.
+/// Starts the pipeline with a token and tags from
+/// [`prepull_core::build::build_request`]. `listed` is the pipeline's builds as listed before
+/// the call: a returned ARN among them is an earlier request's build.
 pub async fn start_build(
     common: &Common,
     token: &str,
@@ -255,7 +200,7 @@ pub async fn start_build(
         tags,
     )
     .await?;
-    let started = plan::started_build(arn, listed);
+    let started = started_build(arn, listed);
     match &started {
         StartedBuild::New { arn } => tracing::info!(image = %arn, "pipeline build started"),
         StartedBuild::Earlier { arn, status } => tracing::warn!(

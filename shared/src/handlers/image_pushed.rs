@@ -1,16 +1,19 @@
 //! ECR pushes → a new cache component version → one pipeline build.
 
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+use prepull_core::arn::ImageBuilderArn;
+use prepull_core::build::{
+    BuildDecision, BuildStatus, BuildToken, StartedBuild, build_request, decide_build,
+};
+use prepull_core::events::ecr::{Push, Record, read_input};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::events::{Push, Record, read_input};
-use crate::imagebuilder;
-use crate::plan::{self, BuildDecision, StartedBuild};
-use crate::reconcile::{
-    BuildToken, Resolve, build_request, current_parent_image, plan_pipeline, reconcile_component,
-    start_build,
+use crate::handlers::reconcile::{
+    Resolve, current_parent_image, plan_pipeline, reconcile_component, start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,22 +35,16 @@ pub struct RecordNote {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BatchItemFailure {
-    #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
-}
-
 /// What the function did, returned as its JSON result. `batchItemFailures` sends rejected
 /// records to the dead-letter queue; everything else in the batch is done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub outcome: Outcome,
     pub component_version: Option<String>,
-    pub component_build_version_arn: Option<String>,
-    pub image_build_version_arn: Option<String>,
+    pub component_build_version_arn: Option<ImageBuilderArn>,
+    pub image_build_version_arn: Option<ImageBuilderArn>,
     /// With `already-attempted`: how that earlier build ended.
-    pub earlier_build_status: Option<String>,
+    pub earlier_build_status: Option<BuildStatus>,
     pub recipe_arn: Option<String>,
     pub manifest_hash: Option<String>,
     /// The cached images after this run, as `image@digest`.
@@ -58,6 +55,8 @@ pub struct Summary {
     pub unresolved: Vec<String>,
     pub ignored: Vec<RecordNote>,
     pub rejected: Vec<RecordNote>,
+    /// The records SQS keeps for a retry and, after the queue's `maxReceiveCount`, moves to
+    /// the dead-letter queue (`SqsBatchResponse`'s list, flat in the summary).
     #[serde(rename = "batchItemFailures")]
     pub batch_item_failures: Vec<BatchItemFailure>,
 }
@@ -71,6 +70,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let records = read_input(&input, &config.images)
         .map_err(|e| PrepullError::InvalidInput(e.to_string()))?;
     let mut pushes: Vec<Push> = Vec::new();
+    let mut failures = SqsBatchResponse::default();
     let mut summary = Summary {
         outcome: Outcome::Ignored,
         component_version: None,
@@ -100,9 +100,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
             Record::Rejected(reason) => {
                 tracing::error!(message_id = message_id.as_deref(), reason = %reason, "record rejected");
                 match &message_id {
-                    Some(id) => summary.batch_item_failures.push(BatchItemFailure {
-                        item_identifier: id.clone(),
-                    }),
+                    Some(id) => failures.add_failure(id.clone()),
                     None => return Err(PrepullError::InvalidInput(reason.to_string())),
                 }
                 summary.rejected.push(RecordNote {
@@ -112,6 +110,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
             }
         }
     }
+    summary.batch_item_failures = failures.batch_item_failures;
     if pushes.is_empty() {
         summary.outcome = if summary.rejected.is_empty() {
             Outcome::Ignored
@@ -128,7 +127,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         Resolve::Missing,
         &trigger,
         false,
-        chrono::Utc::now(),
+        common.clock.now(),
     )
     .await?;
     summary.unresolved = component.unresolved.clone();
@@ -156,41 +155,39 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let builds =
         imagebuilder::list_builds(&common.clients.imagebuilder, config.pipeline.as_str()).await?;
     let version = component.version.clone().unwrap_or_default();
-    summary.outcome =
-        match plan::decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
-            BuildDecision::Start { token_prefix, tags } => {
-                let parent = current_parent_image(common, &view).await?;
-                let (token, tags) =
-                    build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
-                match start_build(common, &token, &tags, &builds).await? {
-                    StartedBuild::New { arn } => {
-                        summary.image_build_version_arn = Some(arn);
-                        Outcome::BuildStarted
-                    }
-                    StartedBuild::Earlier { arn, status } => {
-                        summary.image_build_version_arn = Some(arn);
-                        summary.earlier_build_status = Some(status);
-                        Outcome::AlreadyAttempted
-                    }
+    summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
+        BuildDecision::Start { token_prefix, tags } => {
+            let parent = current_parent_image(common, &view).await?;
+            let (token, tags) =
+                build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
+            match start_build(common, &token, &tags, &builds).await? {
+                StartedBuild::New { arn } => {
+                    summary.image_build_version_arn = Some(arn);
+                    Outcome::BuildStarted
+                }
+                StartedBuild::Earlier { arn, status } => {
+                    summary.image_build_version_arn = Some(arn);
+                    summary.earlier_build_status = Some(status);
+                    Outcome::AlreadyAttempted
                 }
             }
-            BuildDecision::QueuedBehind { image_arn } => {
-                let same_manifest = builds.iter().any(|b| {
-                    b.arn == image_arn
-                        && b.manifest_hash.as_deref() == Some(component.manifest_hash.as_str())
-                });
-                summary.image_build_version_arn = Some(image_arn);
-                if same_manifest {
-                    Outcome::UpToDate
-                } else {
-                    Outcome::QueuedBehindRunningBuild
-                }
-            }
-            BuildDecision::AlreadyStarted { image_arn } => {
-                summary.image_build_version_arn = Some(image_arn);
+        }
+        BuildDecision::QueuedBehind {
+            image_arn,
+            same_manifest,
+        } => {
+            summary.image_build_version_arn = Some(image_arn);
+            if same_manifest {
                 Outcome::UpToDate
+            } else {
+                Outcome::QueuedBehindRunningBuild
             }
-        };
+        }
+        BuildDecision::AlreadyStarted { image_arn } => {
+            summary.image_build_version_arn = Some(image_arn);
+            Outcome::UpToDate
+        }
+    };
     tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
     Ok(summary)
 }

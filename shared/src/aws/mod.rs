@@ -6,8 +6,20 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` (`_IMAGEBUILDER`, `_AUTO_SCALING`, `_SSM`, `_ECR`). The
 //! endpoint variables are how the local bench under `tests/` is reached; there is deliberately
 //! no private override.
+//!
+//! Clients for other regions (SSM in each distribution region, ECR in each image's registry
+//! region) are made on first use and kept, so a warm function reuses their connections.
 
-use aws_config::{BehaviorVersion, SdkConfig};
+pub mod autoscaling;
+pub mod ecr;
+pub mod errors;
+pub mod imagebuilder;
+pub mod ssm;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 
@@ -21,6 +33,30 @@ pub struct AwsClients {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub ecr: aws_sdk_ecr::Client,
+    regional_ssm: Regional<aws_sdk_ssm::Client>,
+    regional_ecr: Regional<aws_sdk_ecr::Client>,
+}
+
+/// Clients of one service by region, each made once.
+type Regional<C> = Arc<Mutex<HashMap<String, C>>>;
+
+fn regional<C: Clone>(
+    cache: &Regional<C>,
+    home: &C,
+    home_region: Option<&Region>,
+    region: &str,
+    make: impl FnOnce() -> C,
+) -> C {
+    if home_region.is_some_and(|r| r.as_ref() == region) {
+        return home.clone();
+    }
+    // A poisoned lock only means another thread panicked while inserting a client; the map
+    // itself is still a valid cache.
+    let mut clients = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    clients
+        .entry(region.to_owned())
+        .or_insert_with(make)
+        .clone()
 }
 
 impl AwsClients {
@@ -42,7 +78,43 @@ impl AwsClients {
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             ssm: aws_sdk_ssm::Client::new(config),
             ecr: aws_sdk_ecr::Client::new(config),
+            regional_ssm: Arc::default(),
+            regional_ecr: Arc::default(),
         }
+    }
+
+    /// The SSM client for `region`: the home client there, else one made once and kept.
+    pub fn ssm_in(&self, region: &str) -> aws_sdk_ssm::Client {
+        regional(
+            &self.regional_ssm,
+            &self.ssm,
+            self.config.region(),
+            region,
+            || {
+                aws_sdk_ssm::Client::from_conf(
+                    aws_sdk_ssm::config::Builder::from(&self.config)
+                        .region(Region::new(region.to_owned()))
+                        .build(),
+                )
+            },
+        )
+    }
+
+    /// The ECR client for `region`: the home client there, else one made once and kept.
+    pub fn ecr_in(&self, region: &str) -> aws_sdk_ecr::Client {
+        regional(
+            &self.regional_ecr,
+            &self.ecr,
+            self.config.region(),
+            region,
+            || {
+                aws_sdk_ecr::Client::from_conf(
+                    aws_sdk_ecr::config::Builder::from(&self.config)
+                        .region(Region::new(region.to_owned()))
+                        .build(),
+                )
+            },
+        )
     }
 }
 

@@ -1,39 +1,15 @@
-//! Pure decisions: from what Image Builder holds and what happened, what to do. Nothing here
-//! calls AWS; the executor reads the state, asks these functions, and carries out the answer.
+//! The cache component: what Image Builder holds, the manifest a run wants, and whether that
+//! takes a new component version. Pure: the adapters read the state, these functions decide.
 
 use semver::Version;
 use serde::Serialize;
 
+use crate::arn::ImageBuilderArn;
 use crate::document::{self, DocumentError, Runtime};
-use crate::events::Push;
+use crate::events::ecr::Push;
 use crate::image::ImageRef;
 use crate::manifest::{Manifest, sha256_hex};
-
-/// The image tag that records which manifest a build was started for.
-pub const MANIFEST_TAG: &str = "prepull:manifest";
-/// The image tag that records what started a build.
-pub const TRIGGER_TAG: &str = "prepull:trigger";
-/// The image tag that records the cache component version current when a build started.
-pub const COMPONENT_VERSION_TAG: &str = "prepull:component-version";
-
-/// The image tag that records the parent image's value (an AMI ID, for an `ssm:` parent)
-/// when the build started.
-pub const PARENT_IMAGE_TAG: &str = "prepull:parent-image";
-/// The image tag that carries an operator's reason for a forced build.
-pub const REASON_TAG: &str = "prepull:reason";
-
-/// Image Builder's longest client token.
-const TOKEN_LIMIT: usize = 36;
-
-/// Image statuses from which a build can still move on: while one exists, no other starts.
-pub const RUNNING_STATUSES: [&str; 6] = [
-    "PENDING",
-    "CREATING",
-    "BUILDING",
-    "TESTING",
-    "DISTRIBUTING",
-    "INTEGRATING",
-];
+use crate::token::client_token;
 
 /// The cache component as Image Builder holds it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,7 +17,7 @@ pub struct ComponentState {
     /// The highest semantic version, if any exists.
     pub latest_version: Option<Version>,
     /// The build that `x.x.x` resolves to, and its manifest: what the next image will cache.
-    pub latest_build_arn: Option<String>,
+    pub latest_build_arn: Option<ImageBuilderArn>,
     pub latest_manifest: Manifest,
     /// Every build of the latest version merged, newest push winning: concurrent writers'
     /// work that the next version must keep.
@@ -132,15 +108,6 @@ pub fn next_version(latest: Option<&Version>) -> Version {
     )
 }
 
-/// A client token from a prefix, a version and the manifest hash, within Image Builder's
-/// 36 characters. Equal inputs give equal tokens, so retries and concurrent writers of the
-/// same content converge on one resource.
-pub fn client_token(prefix: &str, version: &str, manifest_hash: &str) -> String {
-    let mut token = format!("{prefix}{version}-{manifest_hash}");
-    token.truncate(TOKEN_LIMIT);
-    token
-}
-
 /// Decides whether the cache component needs a new version, and renders it.
 pub fn plan_component(
     state: &ComponentState,
@@ -173,123 +140,15 @@ pub fn plan_component(
     }))
 }
 
+/// Whether a version this run created is the first build of that version. Image Builder
+/// answers a second writer of the same name and version with build `/2`: another writer got
+/// there first, and the next pass must merge its work.
+pub fn written_first(created: &ImageBuilderArn) -> bool {
+    created.build() == Some(1)
+}
+
 fn truncate(text: &str, limit: usize) -> String {
     text.chars().take(limit).collect()
-}
-
-/// How the pipeline's recipe refers to the cache component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecipeReference {
-    /// By a wildcard version such as `x.x.x`: every build takes the latest; nothing to do.
-    Wildcard,
-    /// By a fixed version: a new component version needs a new recipe version.
-    Pinned { index: usize },
-}
-
-/// Finds the cache component among a recipe's component ARNs.
-pub fn recipe_reference(component_arns: &[&str], component_name: &str) -> Option<RecipeReference> {
-    let needle = format!(":component/{}/", component_name.to_lowercase());
-    let index = component_arns
-        .iter()
-        .position(|arn| arn.contains(&needle))?;
-    let version = component_arns[index]
-        .split(&needle)
-        .nth(1)
-        .unwrap_or_default();
-    if version
-        .split('/')
-        .next()
-        .is_some_and(|v| v.split('.').any(|part| part == "x"))
-    {
-        Some(RecipeReference::Wildcard)
-    } else {
-        Some(RecipeReference::Pinned { index })
-    }
-}
-
-/// A summary of one image of the pipeline, as the build decision needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildSummary {
-    pub arn: String,
-    pub status: String,
-    pub manifest_hash: Option<String>,
-    pub parent_image: Option<String>,
-    pub date_created: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Whether to start a build.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "kebab-case")]
-pub enum BuildDecision {
-    /// Start one, with this token and these tags.
-    Start {
-        token_prefix: String,
-        tags: Vec<(String, String)>,
-    },
-    /// A build is running; the build-finished function starts the follow-up when it ends.
-    QueuedBehind { image_arn: String },
-    /// A build for this manifest was already started; nothing is missing.
-    AlreadyStarted { image_arn: String },
-}
-
-/// One build at a time: never start while another runs, never start a manifest twice.
-pub fn decide_build(
-    images: &[BuildSummary],
-    manifest_hash: &str,
-    component_version: &str,
-    trigger: &str,
-) -> BuildDecision {
-    if let Some(running) = images
-        .iter()
-        .find(|i| RUNNING_STATUSES.contains(&i.status.as_str()))
-    {
-        return BuildDecision::QueuedBehind {
-            image_arn: running.arn.clone(),
-        };
-    }
-    if let Some(built) = images
-        .iter()
-        .find(|i| i.manifest_hash.as_deref() == Some(manifest_hash) && i.status == "AVAILABLE")
-    {
-        return BuildDecision::AlreadyStarted {
-            image_arn: built.arn.clone(),
-        };
-    }
-    BuildDecision::Start {
-        token_prefix: format!("b{component_version}"),
-        tags: vec![
-            (MANIFEST_TAG.to_owned(), manifest_hash.to_owned()),
-            (TRIGGER_TAG.to_owned(), trigger.to_owned()),
-            (
-                COMPONENT_VERSION_TAG.to_owned(),
-                component_version.to_owned(),
-            ),
-        ],
-    }
-}
-
-/// What `StartImagePipelineExecution` returned, read against the listing taken just before it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartedBuild {
-    /// A build the listing did not hold: this call started it.
-    New { arn: String },
-    /// A build the listing already held. The client token matched an earlier request, so
-    /// Image Builder returned that request's build and started nothing. The planner starts a
-    /// build only when none with this manifest is running or available, so this one ended
-    /// without an image (FAILED or CANCELLED) and the same request will not build again
-    /// while Image Builder remembers the token.
-    Earlier { arn: String, status: String },
-}
-
-/// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
-pub fn started_build(arn: String, listed: &[BuildSummary]) -> StartedBuild {
-    match listed.iter().find(|build| build.arn == arn) {
-        Some(earlier) => StartedBuild::Earlier {
-            status: earlier.status.clone(),
-            arn,
-        },
-        None => StartedBuild::New { arn },
-    }
 }
 
 #[cfg(test)]
@@ -339,8 +198,10 @@ mod tests {
         ComponentState {
             latest_version: Some(Version::new(1, 0, 3)),
             latest_build_arn: Some(
-                "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/1.0.3/1"
-                    .to_owned(),
+                ImageBuilderArn::parse(
+                    "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/1.0.3/1",
+                )
+                .unwrap(),
             ),
             latest_manifest: manifest.clone(),
             merged_manifest: manifest,
@@ -459,7 +320,7 @@ mod tests {
         );
         assert_eq!(plan.manifest_hash, changed.desired.hash());
         assert_eq!(
-            crate::document::read_manifest(&plan.document).unwrap().0,
+            document::read_manifest(&plan.document).unwrap().0,
             changed.desired
         );
         assert_eq!(next_version(None), Version::new(1, 0, 0));
@@ -483,96 +344,5 @@ mod tests {
             &[push("team/api:v1", 'b', "2026-11-10T10:00:00Z")],
         );
         assert_eq!(to_resolve, [image("team/db:v1")]);
-    }
-
-    #[test]
-    fn recipes_refer_by_wildcard_or_pin() {
-        let wildcard = [
-            "arn:aws:imagebuilder:us-east-1:aws:component/update-windows/x.x.x",
-            "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/x.x.x",
-        ];
-        assert_eq!(
-            recipe_reference(&wildcard, "prepull-cache"),
-            Some(RecipeReference::Wildcard)
-        );
-        let pinned =
-            ["arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/1.0.3/1"];
-        assert_eq!(
-            recipe_reference(&pinned, "Prepull-Cache"),
-            Some(RecipeReference::Pinned { index: 0 })
-        );
-        assert_eq!(recipe_reference(&wildcard[..1], "prepull-cache"), None);
-        assert_eq!(
-            recipe_reference(
-                &[
-                    "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache-other/1.0.0/1"
-                ],
-                "prepull-cache"
-            ),
-            None
-        );
-    }
-
-    #[test]
-    fn one_build_at_a_time_and_never_the_same_manifest_twice() {
-        let image = |status: &str, hash: Option<&str>| BuildSummary {
-            arn: format!("arn:{status}"),
-            status: status.to_owned(),
-            manifest_hash: hash.map(str::to_owned),
-            parent_image: None,
-            date_created: None,
-        };
-        assert_eq!(
-            decide_build(
-                &[
-                    image("AVAILABLE", Some("h1")),
-                    image("BUILDING", Some("h2"))
-                ],
-                "h3",
-                "1.0.4",
-                "push"
-            ),
-            BuildDecision::QueuedBehind {
-                image_arn: "arn:BUILDING".into()
-            }
-        );
-        assert_eq!(
-            decide_build(&[image("AVAILABLE", Some("h3"))], "h3", "1.0.4", "push"),
-            BuildDecision::AlreadyStarted {
-                image_arn: "arn:AVAILABLE".into()
-            }
-        );
-        let BuildDecision::Start { token_prefix, tags } =
-            decide_build(&[image("FAILED", Some("h3"))], "h3", "1.0.4", "push")
-        else {
-            panic!()
-        };
-        assert_eq!(token_prefix, "b1.0.4");
-        assert!(tags.contains(&(MANIFEST_TAG.to_owned(), "h3".to_owned())));
-    }
-
-    #[test]
-    fn a_returned_arn_the_listing_already_held_is_an_earlier_build_not_a_new_one() {
-        let failed = BuildSummary {
-            arn: "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.0/1".to_owned(),
-            status: "FAILED".to_owned(),
-            manifest_hash: Some("m".to_owned()),
-            parent_image: None,
-            date_created: None,
-        };
-        assert_eq!(
-            started_build(failed.arn.clone(), std::slice::from_ref(&failed)),
-            StartedBuild::Earlier {
-                arn: failed.arn.clone(),
-                status: "FAILED".to_owned()
-            }
-        );
-        let new_arn = "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.0/2";
-        assert_eq!(
-            started_build(new_arn.to_owned(), &[failed]),
-            StartedBuild::New {
-                arn: new_arn.to_owned()
-            }
-        );
     }
 }

@@ -1,26 +1,43 @@
 //! Image Builder reads and writes, each one AWS call or one paginated listing. Decisions are
-//! made in [`crate::plan`]; these functions only carry them out.
+//! made in `prepull_core`; these functions only read the facts and carry the plans out.
 
 use aws_sdk_imagebuilder::Client;
 use aws_sdk_imagebuilder::types::{
     ComponentConfiguration, Filter, ImagePipeline, ImageRecipe, Ownership, Platform,
 };
 use chrono::{DateTime, Utc};
+use prepull_core::arn::ImageBuilderArn;
+use prepull_core::build::{BuildStatus, BuildSummary, MANIFEST_TAG, PARENT_IMAGE_TAG};
+use prepull_core::component::{ComponentPlan, ComponentState};
+use prepull_core::document;
+use prepull_core::parameter::RegionalAmi;
+use prepull_core::recipe::{self, RecipeChange, RecipeFacts};
+use prepull_core::token::client_token;
 use semver::Version;
-use serde::Serialize;
 
-use crate::document;
-use crate::error::{PrepullError, aws_error};
-use crate::plan::{
-    BuildSummary, ComponentPlan, ComponentState, MANIFEST_TAG, PARENT_IMAGE_TAG, RecipeReference,
-    client_token, recipe_reference,
-};
+use crate::aws::errors::{aws_error, missing};
+use crate::error::PrepullError;
 
-fn build_number(arn: &str) -> u64 {
-    arn.rsplit('/')
-        .next()
-        .and_then(|b| b.parse().ok())
-        .unwrap_or(0)
+/// Reads an ARN AWS returned; one that does not parse is a surprise worth an error.
+fn returned_arn(what: &'static str, text: &str) -> Result<ImageBuilderArn, PrepullError> {
+    ImageBuilderArn::parse(text).map_err(|e| PrepullError::Unexpected {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// Reads a status AWS returned.
+fn returned_status(
+    what: &'static str,
+    status: Option<&aws_sdk_imagebuilder::types::ImageStatus>,
+) -> Result<BuildStatus, PrepullError> {
+    let text = status.map_or("", |s| s.as_str());
+    text.parse().map_err(
+        |e: prepull_core::build::UnknownStatus| PrepullError::Unexpected {
+            what,
+            detail: e.to_string(),
+        },
+    )
 }
 
 /// How many recipe versions are tried when the planned one exists already.
@@ -30,21 +47,25 @@ const MAX_RECIPE_ATTEMPTS: u32 = 5;
 const MAX_PROBED_VERSIONS: usize = 10;
 
 /// Every build-version ARN of one component version; none if the version does not exist.
-async fn list_build_arns(client: &Client, version_arn: &str) -> Result<Vec<String>, PrepullError> {
+async fn list_build_arns(
+    client: &Client,
+    version_arn: &ImageBuilderArn,
+) -> Result<Vec<ImageBuilderArn>, PrepullError> {
     let mut arns = Vec::new();
     let mut pages = client
         .list_component_build_versions()
-        .component_version_arn(version_arn)
+        .component_version_arn(version_arn.as_str())
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
         match page {
-            Ok(page) => arns.extend(
-                page.component_summary_list()
-                    .iter()
-                    .filter_map(|s| s.arn())
-                    .map(str::to_owned),
-            ),
+            Ok(page) => {
+                for summary in page.component_summary_list() {
+                    if let Some(arn) = summary.arn() {
+                        arns.push(returned_arn("ListComponentBuildVersions", arn)?);
+                    }
+                }
+            }
             Err(error)
                 if error
                     .as_service_error()
@@ -63,7 +84,7 @@ pub async fn read_component_state(
     client: &Client,
     component_name: &str,
 ) -> Result<ComponentState, PrepullError> {
-    let mut versions: Vec<(Version, String)> = Vec::new();
+    let mut versions: Vec<(Version, ImageBuilderArn)> = Vec::new();
     let mut pages = client
         .list_components()
         .owner(Ownership::SelfValue)
@@ -84,8 +105,8 @@ pub async fn read_component_state(
             if summary.name() != Some(component_name) {
                 continue;
             }
-            if let Ok(version) = Version::parse(version) {
-                versions.push((version, arn.to_owned()));
+            if let Some(version) = prepull_core::arn::parse_exact_version(version) {
+                versions.push((version, returned_arn("ListComponents", arn)?));
             }
         }
     }
@@ -99,24 +120,15 @@ pub async fn read_component_state(
     let (mut latest_version, mut version_arn) = (latest_version, version_arn);
     let mut build_arns = list_build_arns(client, &version_arn).await?;
     for _ in 0..MAX_PROBED_VERSIONS {
-        let next = Version::new(
-            latest_version.major,
-            latest_version.minor,
-            latest_version.patch + 1,
-        );
-        let next_arn = format!(
-            "{}/{next}",
-            version_arn
-                .rsplit_once('/')
-                .map_or(version_arn.as_str(), |(base, _)| base)
-        );
+        let next = prepull_core::component::next_version(Some(&latest_version));
+        let next_arn = version_arn.at_version(&next);
         let next_builds = list_build_arns(client, &next_arn).await?;
         if next_builds.is_empty() {
             break;
         }
         (latest_version, version_arn, build_arns) = (next, next_arn, next_builds);
     }
-    build_arns.sort_by_key(|arn| build_number(arn));
+    build_arns.sort_by_key(ImageBuilderArn::build);
 
     let mut state = ComponentState {
         latest_version: Some(latest_version.clone()),
@@ -125,7 +137,7 @@ pub async fn read_component_state(
     for arn in &build_arns {
         let response = client
             .get_component()
-            .component_build_version_arn(arn)
+            .component_build_version_arn(arn.as_str())
             .send()
             .await
             .map_err(|e| aws_error("GetComponent", e))?;
@@ -147,7 +159,7 @@ pub async fn create_component(
     client: &Client,
     component_name: &str,
     plan: &ComponentPlan,
-) -> Result<String, PrepullError> {
+) -> Result<ImageBuilderArn, PrepullError> {
     let response = client
         .create_component()
         .name(component_name)
@@ -164,19 +176,10 @@ pub async fn create_component(
         .send()
         .await
         .map_err(|e| aws_error("CreateComponent", e))?;
-    response
+    let arn = response
         .component_build_version_arn()
-        .map(str::to_owned)
-        .ok_or_else(|| PrepullError::Unexpected {
-            what: "CreateComponent",
-            detail: "the response has no componentBuildVersionArn".to_owned(),
-        })
-}
-
-/// Whether the ARN is the first build of its version, i.e. no concurrent writer made the
-/// same version first.
-pub fn is_first_build(component_build_arn: &str) -> bool {
-    build_number(component_build_arn) == 1
+        .ok_or_else(|| missing("CreateComponent", "componentBuildVersionArn"))?;
+    returned_arn("CreateComponent", arn)
 }
 
 /// The pipeline and the recipe it builds, read once per run.
@@ -198,10 +201,7 @@ pub async fn read_pipeline(
         .map_err(|e| aws_error("GetImagePipeline", e))?;
     let pipeline = response
         .image_pipeline
-        .ok_or_else(|| PrepullError::Unexpected {
-            what: "GetImagePipeline",
-            detail: "no imagePipeline in the response".to_owned(),
-        })?;
+        .ok_or_else(|| missing("GetImagePipeline", "imagePipeline"))?;
     let recipe_arn = pipeline
         .image_recipe_arn()
         .ok_or_else(|| PrepullError::Unexpected {
@@ -216,25 +216,12 @@ pub async fn read_pipeline(
         .map_err(|e| aws_error("GetImageRecipe", e))?;
     let recipe = response
         .image_recipe
-        .ok_or_else(|| PrepullError::Unexpected {
-            what: "GetImageRecipe",
-            detail: "no imageRecipe in the response".to_owned(),
-        })?;
+        .ok_or_else(|| missing("GetImageRecipe", "imageRecipe"))?;
     Ok(PipelineView { pipeline, recipe })
 }
 
-/// A new recipe version that pins a new component build, and the pipeline pointed at it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RecipeChange {
-    pub recipe_name: String,
-    pub from_version: String,
-    pub new_version: String,
-    #[serde(skip)]
-    component_index: usize,
-}
-
-/// Whether the recipe needs a new version to use `component_build_arn`: only when it pins
-/// the component to another build. A recipe without the component is a setup error.
+/// Whether the recipe needs a new version to use `component_build_arn` (see
+/// [`recipe::plan_recipe`]). A recipe without the component is a setup error.
 pub fn plan_recipe(
     view: &PipelineView,
     component_name: &str,
@@ -244,31 +231,21 @@ pub fn plan_recipe(
         .recipe
         .components()
         .iter()
-        .map(|c| c.component_arn())
+        .map(ComponentConfiguration::component_arn)
         .collect();
-    let component_index = match recipe_reference(&arns, component_name) {
-        Some(RecipeReference::Wildcard) => return Ok(None),
-        Some(RecipeReference::Pinned { index }) if arns[index] == component_build_arn => {
-            return Ok(None);
-        }
-        Some(RecipeReference::Pinned { index }) => index,
-        None => {
-            return Err(PrepullError::ComponentNotInRecipe {
-                pipeline: view.pipeline.arn().unwrap_or_default().to_owned(),
-                recipe: view.recipe.arn().unwrap_or_default().to_owned(),
-                component: component_name.to_owned(),
-            });
-        }
+    let facts = RecipeFacts {
+        name: view.recipe.name().unwrap_or_default(),
+        version: view.recipe.version().unwrap_or_default(),
+        component_arns: &arns,
     };
-    let from_version = view.recipe.version().unwrap_or("1.0.0").to_owned();
-    let current = Version::parse(&from_version).unwrap_or_else(|_| Version::new(1, 0, 0));
-    let new_version = Version::new(current.major, current.minor, current.patch + 1).to_string();
-    Ok(Some(RecipeChange {
-        recipe_name: view.recipe.name().unwrap_or_default().to_owned(),
-        from_version,
-        new_version,
-        component_index,
-    }))
+    recipe::plan_recipe(facts, component_name, component_build_arn).map_err(|problem| {
+        PrepullError::Recipe {
+            pipeline: view.pipeline.arn().unwrap_or_default().to_owned(),
+            recipe: view.recipe.arn().unwrap_or_default().to_owned(),
+            component: component_name.to_owned(),
+            problem,
+        }
+    })
 }
 
 /// Creates the new recipe version, copying every field of the current one, then updates the
@@ -277,14 +254,14 @@ pub async fn apply_recipe_change(
     client: &Client,
     view: &PipelineView,
     change: &RecipeChange,
-    component_build_arn: &str,
+    component_build_arn: &ImageBuilderArn,
     manifest_hash: &str,
 ) -> Result<String, PrepullError> {
     let recipe = &view.recipe;
     let pipeline = &view.pipeline;
     let mut components: Vec<ComponentConfiguration> = recipe.components().to_vec();
     components[change.component_index] = ComponentConfiguration::builder()
-        .component_arn(component_build_arn)
+        .component_arn(component_build_arn.as_str())
         .set_parameters(
             recipe.components()[change.component_index]
                 .parameters
@@ -298,7 +275,16 @@ pub async fn apply_recipe_change(
     // The planned version can exist already: an earlier run made it and then failed before
     // updating the pipeline, or another writer got there first. A version that pins this
     // very build is adopted; otherwise the next patch is tried.
-    let mut version = Version::parse(&change.new_version).unwrap_or_else(|_| Version::new(1, 0, 1));
+    let mut version =
+        prepull_core::arn::parse_exact_version(&change.new_version).ok_or_else(|| {
+            PrepullError::Unexpected {
+                what: "CreateImageRecipe",
+                detail: format!(
+                    "the planned version {} is not major.minor.patch",
+                    change.new_version
+                ),
+            }
+        })?;
     let mut attempts = 0;
     let new_recipe_arn = loop {
         attempts += 1;
@@ -323,17 +309,14 @@ pub async fn apply_recipe_change(
             Ok(created) => {
                 break created
                     .image_recipe_arn()
-                    .ok_or_else(|| PrepullError::Unexpected {
-                        what: "CreateImageRecipe",
-                        detail: "no imageRecipeArn in the response".to_owned(),
-                    })?
+                    .ok_or_else(|| missing("CreateImageRecipe", "imageRecipeArn"))?
                     .to_owned();
             }
             Err(error)
                 if attempts < MAX_RECIPE_ATTEMPTS
                     && error
                         .as_service_error()
-                        .is_some_and(|e| e.is_resource_already_exists_exception()) =>
+                        .is_some_and(aws_sdk_imagebuilder::operation::create_image_recipe::CreateImageRecipeError::is_resource_already_exists_exception) =>
             {
                 let existing_arn = format!(
                     "{}/{version}",
@@ -352,11 +335,11 @@ pub async fn apply_recipe_change(
                 let pins_this_build = existing
                     .image_recipe()
                     .and_then(|r| r.components().get(change.component_index))
-                    .is_some_and(|c| c.component_arn() == component_build_arn);
+                    .is_some_and(|c| c.component_arn() == component_build_arn.as_str());
                 if pins_this_build {
                     break existing_arn;
                 }
-                version = Version::new(version.major, version.minor, version.patch + 1);
+                version = prepull_core::component::next_version(Some(&version));
             }
             Err(error) => return Err(aws_error("CreateImageRecipe", error)),
         }
@@ -405,12 +388,11 @@ pub async fn list_builds(
         let page = page.map_err(|e| aws_error("ListImagePipelineImages", e))?;
         for image in page.image_summary_list() {
             builds.push(BuildSummary {
-                arn: image.arn().unwrap_or_default().to_owned(),
-                status: image
-                    .state()
-                    .and_then(|s| s.status())
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default(),
+                arn: returned_arn("ListImagePipelineImages", image.arn().unwrap_or_default())?,
+                status: returned_status(
+                    "ListImagePipelineImages",
+                    image.state().and_then(|s| s.status()),
+                )?,
                 manifest_hash: image.tags().and_then(|t| t.get(MANIFEST_TAG)).cloned(),
                 parent_image: image.tags().and_then(|t| t.get(PARENT_IMAGE_TAG)).cloned(),
                 date_created: image
@@ -429,7 +411,7 @@ pub async fn start_build(
     pipeline_arn: &str,
     token: &str,
     tags: &[(String, String)],
-) -> Result<String, PrepullError> {
+) -> Result<ImageBuilderArn, PrepullError> {
     let mut request = client
         .start_image_pipeline_execution()
         .image_pipeline_arn(pipeline_arn)
@@ -441,11 +423,44 @@ pub async fn start_build(
         .send()
         .await
         .map_err(|e| aws_error("StartImagePipelineExecution", e))?;
-    response
+    let arn = response
         .image_build_version_arn()
-        .map(str::to_owned)
-        .ok_or_else(|| PrepullError::Unexpected {
-            what: "StartImagePipelineExecution",
-            detail: "no imageBuildVersionArn in the response".to_owned(),
-        })
+        .ok_or_else(|| missing("StartImagePipelineExecution", "imageBuildVersionArn"))?;
+    returned_arn("StartImagePipelineExecution", arn)
+}
+
+/// What build-finished needs to know about one image.
+#[derive(Debug, Clone)]
+pub struct ImageFacts {
+    pub status: BuildStatus,
+    pub pipeline: Option<String>,
+    /// One AMI per distribution region.
+    pub amis: Vec<RegionalAmi>,
+    pub manifest_hash: Option<String>,
+    pub reason: Option<String>,
+}
+
+pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFacts, PrepullError> {
+    let response = client
+        .get_image()
+        .image_build_version_arn(arn.as_str())
+        .send()
+        .await
+        .map_err(|e| aws_error("GetImage", e))?;
+    let image = response.image.ok_or_else(|| missing("GetImage", "image"))?;
+    Ok(ImageFacts {
+        status: returned_status("GetImage", image.state().and_then(|s| s.status()))?,
+        pipeline: image.source_pipeline_arn().map(str::to_owned),
+        amis: image
+            .output_resources()
+            .map(|o| {
+                o.amis()
+                    .iter()
+                    .filter_map(|a| Some(RegionalAmi::new(a.region()?, a.image()?)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        manifest_hash: image.tags().and_then(|t| t.get(MANIFEST_TAG)).cloned(),
+        reason: image.state().and_then(|s| s.reason()).map(str::to_owned),
+    })
 }

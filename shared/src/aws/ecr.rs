@@ -1,12 +1,13 @@
 //! Digests of watched images nobody has pushed since prepull started watching them.
 
-use aws_config::SdkConfig;
 use aws_sdk_ecr::types::ImageIdentifier;
 use chrono::{DateTime, Utc};
+use prepull_core::image::{Digest, ImageRef};
+use prepull_core::manifest::Manifest;
 
-use crate::error::{PrepullError, aws_error};
-use crate::image::{Digest, ImageRef};
-use crate::manifest::Manifest;
+use crate::aws::AwsClients;
+use crate::aws::errors::aws_error;
+use crate::error::PrepullError;
 
 /// What ECR said about the images asked for.
 #[derive(Debug, Default)]
@@ -20,24 +21,13 @@ pub struct Resolved {
 /// region. A missing repository or tag is reported, not an error: the image is simply not
 /// cached until it exists.
 pub async fn resolve(
-    config: &SdkConfig,
-    home: &aws_sdk_ecr::Client,
+    clients: &AwsClients,
     images: &[ImageRef],
     read_at: DateTime<Utc>,
 ) -> Result<Resolved, PrepullError> {
     let mut resolved = Resolved::default();
-    let home_region = config.region().map(|r| r.as_ref().to_owned());
     for image in images {
-        let regional;
-        let client = if home_region.as_deref() == Some(image.registry.region()) {
-            home
-        } else {
-            let regional_config = aws_sdk_ecr::config::Builder::from(config)
-                .region(aws_config::Region::new(image.registry.region().to_owned()))
-                .build();
-            regional = aws_sdk_ecr::Client::from_conf(regional_config);
-            &regional
-        };
+        let client = clients.ecr_in(image.registry.region());
         let response = client
             .describe_images()
             .registry_id(image.registry.account_id())

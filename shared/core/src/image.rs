@@ -28,7 +28,7 @@ pub enum InvalidImage {
 }
 
 /// Quotes a value for an error message: escaped and at most 80 characters.
-pub(crate) fn quote(value: &str) -> String {
+pub fn quote(value: &str) -> String {
     const LIMIT: usize = 80;
     if value.chars().count() > LIMIT {
         let head: String = value.chars().take(LIMIT).collect();
@@ -38,9 +38,11 @@ pub(crate) fn quote(value: &str) -> String {
     }
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "the patterns are constants, checked by the tests below"
+)]
 fn anchored(pattern: &str) -> Regex {
-    // The patterns are constants, checked by the tests below.
-    #[allow(clippy::expect_used)]
     Regex::new(&format!("^(?:{pattern})$")).expect("a valid built-in pattern")
 }
 

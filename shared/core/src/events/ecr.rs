@@ -3,6 +3,8 @@
 //! Every record ends up as exactly one of: a push to a watched image, ignored with a reason,
 //! or rejected with an error naming the field. Nothing is dropped without a trace.
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::SqsMessage;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -44,6 +46,11 @@ impl std::fmt::Display for Ignored {
 pub enum Rejected {
     #[error("the record body is not a JSON object: {0}")]
     NotJson(String),
+    #[error("the {envelope} cannot be read: {problem}")]
+    Envelope {
+        envelope: &'static str,
+        problem: String,
+    },
     #[error("field `{field}` is missing or not a string")]
     Missing { field: &'static str },
     #[error("field `{field}` is {value}, expected {expected}")]
@@ -75,7 +82,8 @@ pub struct InputRecord {
 }
 
 /// Splits the function's input into its records: an SQS batch (`Records`) whose bodies are
-/// EventBridge events, or one bare EventBridge event.
+/// EventBridge events, or one bare EventBridge event. A record that does not read as an SQS
+/// message, or whose body is not an event, is rejected alone: the rest of the batch goes on.
 pub fn read_input(input: &Value, watched: &[ImageRef]) -> Result<Vec<InputRecord>, Rejected> {
     if let Some(records) = input.get("Records") {
         let records = records
@@ -83,25 +91,21 @@ pub fn read_input(input: &Value, watched: &[ImageRef]) -> Result<Vec<InputRecord
             .ok_or(Rejected::Missing { field: "Records" })?;
         return Ok(records
             .iter()
-            .map(|record| {
-                let message_id = record
+            .map(|raw| {
+                // Taken from the raw record, so even a record that is not an SQS message can
+                // be named in `batchItemFailures`.
+                let message_id = raw
                     .get("messageId")
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                let outcome = match record.get("body").and_then(Value::as_str) {
-                    None => Record::Rejected(Rejected::Missing { field: "body" }),
-                    Some(body) => match serde_json::from_str::<Value>(body) {
-                        Ok(event) if event.is_object() => classify(&event, watched),
-                        Ok(_) => Record::Rejected(Rejected::NotJson(
-                            "it is JSON, but not an object".to_owned(),
-                        )),
-                        Err(error) => Record::Rejected(Rejected::NotJson(error.to_string())),
-                    },
+                let record = match serde_path_to_error::deserialize::<_, SqsMessage>(raw) {
+                    Ok(message) => read_message(&message, watched),
+                    Err(error) => Record::Rejected(Rejected::Envelope {
+                        envelope: "SQS message",
+                        problem: cut(&error.to_string()),
+                    }),
                 };
-                InputRecord {
-                    message_id,
-                    record: outcome,
-                }
+                InputRecord { message_id, record }
             })
             .collect());
     }
@@ -116,20 +120,39 @@ pub fn read_input(input: &Value, watched: &[ImageRef]) -> Result<Vec<InputRecord
     }])
 }
 
-fn text<'a>(event: &'a Value, pointer: &str, field: &'static str) -> Result<&'a str, Rejected> {
-    event
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .ok_or(Rejected::Missing { field })
+/// serde quotes the values it cannot read with `{:?}`, which escapes them; this keeps a 1 MB
+/// value from becoming a 1 MB log line.
+fn cut(problem: &str) -> String {
+    const LIMIT: usize = 240;
+    if problem.chars().count() > LIMIT {
+        format!("{}…", problem.chars().take(LIMIT).collect::<String>())
+    } else {
+        problem.to_owned()
+    }
 }
 
-fn expect(
-    event: &Value,
-    pointer: &str,
-    field: &'static str,
-    expected: &'static str,
-) -> Result<(), Rejected> {
-    let value = text(event, pointer, field)?;
+fn read_message(message: &SqsMessage, watched: &[ImageRef]) -> Record {
+    let Some(body) = message.body.as_deref() else {
+        return Record::Rejected(Rejected::Missing { field: "body" });
+    };
+    match serde_json::from_str::<Value>(body) {
+        Ok(event) if event.is_object() => classify(&event, watched),
+        Ok(_) => Record::Rejected(Rejected::NotJson(
+            "it is JSON, but not an object".to_owned(),
+        )),
+        Err(error) => Record::Rejected(Rejected::NotJson(error.to_string())),
+    }
+}
+
+fn required<'a>(value: Option<&'a str>, field: &'static str) -> Result<&'a str, Rejected> {
+    value.ok_or(Rejected::Missing { field })
+}
+
+fn text<'a>(detail: &'a Value, key: &str, field: &'static str) -> Result<&'a str, Rejected> {
+    required(detail.get(key).and_then(Value::as_str), field)
+}
+
+fn expect(value: &str, field: &'static str, expected: &'static str) -> Result<(), Rejected> {
     if value == expected {
         Ok(())
     } else {
@@ -151,9 +174,14 @@ pub fn classify(event: &Value, watched: &[ImageRef]) -> Record {
 }
 
 fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejected> {
-    expect(event, "/source", "source", "aws.ecr")?;
-    expect(event, "/detail-type", "detail-type", "ECR Image Action")?;
-    let event_id = text(event, "/id", "id")?.to_owned();
+    let envelope: EventBridgeEvent<Value> =
+        serde_path_to_error::deserialize(event).map_err(|error| Rejected::Envelope {
+            envelope: "EventBridge event",
+            problem: cut(&error.to_string()),
+        })?;
+    expect(&envelope.source, "source", "aws.ecr")?;
+    expect(&envelope.detail_type, "detail-type", "ECR Image Action")?;
+    let event_id = required(envelope.id.as_deref(), "id")?.to_owned();
     if event_id.is_empty()
         || event_id.len() > 128
         || !event_id
@@ -166,37 +194,29 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
             expected: "an event id (letters, digits, -)",
         });
     }
-    let time = text(event, "/time", "time")?;
-    let time = DateTime::parse_from_rfc3339(time)
-        .map_err(|_| Rejected::Unexpected {
-            field: "time",
-            value: quote(time),
-            expected: "an RFC 3339 timestamp",
-        })?
-        .with_timezone(&Utc);
-    let account = text(event, "/account", "account")?;
-    let region = text(event, "/region", "region")?;
+    let time = envelope.time.ok_or(Rejected::Missing { field: "time" })?;
+    let account = required(envelope.account.as_deref(), "account")?;
+    let region = required(envelope.region.as_deref(), "region")?;
     let registry = Registry::for_account(account, region).map_err(|source| Rejected::Invalid {
         field: "account/region",
         source,
     })?;
-    let action = text(event, "/detail/action-type", "detail.action-type")?;
-    let result = text(event, "/detail/result", "detail.result")?;
-    let repository = Repository::parse(text(
-        event,
-        "/detail/repository-name",
-        "detail.repository-name",
-    )?)
-    .map_err(|source| Rejected::Invalid {
-        field: "detail.repository-name",
-        source,
-    })?;
-    let digest = Digest::parse(text(event, "/detail/image-digest", "detail.image-digest")?)
+    let detail = &envelope.detail;
+    let action = text(detail, "action-type", "detail.action-type")?;
+    let result = text(detail, "result", "detail.result")?;
+    let repository = Repository::parse(text(detail, "repository-name", "detail.repository-name")?)
         .map_err(|source| Rejected::Invalid {
-            field: "detail.image-digest",
+            field: "detail.repository-name",
             source,
         })?;
-    let tag = text(event, "/detail/image-tag", "detail.image-tag")?;
+    let digest =
+        Digest::parse(text(detail, "image-digest", "detail.image-digest")?).map_err(|source| {
+            Rejected::Invalid {
+                field: "detail.image-digest",
+                source,
+            }
+        })?;
+    let tag = text(detail, "image-tag", "detail.image-tag")?;
     let tag = if tag.is_empty() {
         None
     } else {
@@ -259,7 +279,7 @@ mod tests {
         vec![ImageRef::parse("team/web:v42", &registry).unwrap()]
     }
 
-    fn push(detail: Value) -> Value {
+    fn push(detail: &Value) -> Value {
         let mut event = json!({
             "version": "0", "id": "4f5ec4d5-5ea8-a2b6-0c2c-6c3bbd4a5e01", "detail-type": "ECR Image Action",
             "source": "aws.ecr", "account": "123456789012", "time": "2026-11-10T18:22:05Z", "region": "us-east-1",
@@ -275,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_watched_push_is_a_change() {
-        let Record::Push(push) = classify(&push(json!({})), &watched()) else {
+        let Record::Push(push) = classify(&push(&json!({})), &watched()) else {
             panic!()
         };
         assert_eq!(
@@ -316,7 +336,7 @@ mod tests {
         ];
         for (detail, expected) in cases {
             assert_eq!(
-                classify(&push(detail), &watched()),
+                classify(&push(&detail), &watched()),
                 Record::Ignored(expected)
             );
         }
@@ -344,14 +364,14 @@ mod tests {
             (json!({"repository-name": 42}), "detail.repository-name"),
         ];
         for (detail, field) in cases {
-            let Record::Rejected(rejected) = classify(&push(detail.clone()), &watched()) else {
+            let Record::Rejected(rejected) = classify(&push(&detail), &watched()) else {
                 panic!("{detail}")
             };
             let message = rejected.to_string();
             assert!(message.contains(field), "{message}");
             assert!(!message.contains('\n') && message.len() < 400, "{message}");
         }
-        let mut no_account = push(json!({}));
+        let mut no_account = push(&json!({}));
         no_account["account"] = json!("evil.com/x");
         assert!(matches!(
             classify(&no_account, &watched()),
@@ -360,7 +380,7 @@ mod tests {
                 ..
             })
         ));
-        let mut not_ecr = push(json!({}));
+        let mut not_ecr = push(&json!({}));
         not_ecr["source"] = json!("aws.s3");
         assert!(matches!(
             classify(&not_ecr, &watched()),
@@ -374,7 +394,7 @@ mod tests {
     #[test]
     fn sqs_batches_keep_message_ids_and_reject_bad_bodies() {
         let batch = json!({"Records": [
-            {"messageId": "m-1", "body": push(json!({})).to_string()},
+            {"messageId": "m-1", "body": push(&json!({})).to_string()},
             {"messageId": "m-2", "body": "not json"},
             {"messageId": "m-3"},
         ]});
@@ -395,7 +415,7 @@ mod tests {
             records[2].record,
             Record::Rejected(Rejected::Missing { field: "body" })
         );
-        let direct = read_input(&push(json!({})), &watched()).unwrap();
+        let direct = read_input(&push(&json!({})), &watched()).unwrap();
         assert_eq!(direct[0].message_id, None);
         assert!(read_input(&json!([1, 2]), &watched()).is_err());
     }

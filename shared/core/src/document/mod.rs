@@ -88,9 +88,9 @@ pub fn render(
     while low < high {
         let middle = (low + high).div_ceil(2);
         if fits(middle) {
-            low = middle
+            low = middle;
         } else {
-            high = middle - 1
+            high = middle - 1;
         }
     }
     Err(DocumentError::TooLarge {
@@ -183,46 +183,13 @@ fn render_unchecked(manifest: &Manifest, runtime: Runtime, component_name: &str)
 
 // The ECR password is held in a script variable and handed to the runtime directly; it is
 // never part of a command line that AWSTOE echoes or logs.
-const CONTAINERD_PULL: &str = concat!(
-    "$ErrorActionPreference = 'Stop'\n",
-    "$ctr = Join-Path $env:ProgramFiles 'containerd\\ctr.exe'\n",
-    "function Invoke-Checked([string]$What, [scriptblock]$Command) { & $Command; if ($LASTEXITCODE -ne 0) { throw \"$What failed with exit code $LASTEXITCODE\" } }\n",
-    "function Connect-Registry([string]$Region, [string]$Account, [string]$Registry) { $script:password = (Get-ECRLoginCommand -Region $Region -RegistryId $Account).Password }\n",
-    "function Save-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
-    "  Invoke-Checked \"pull $Name@$Digest\" { & $ctr -n k8s.io images pull --user ('AWS:' + $script:password) \"$Name@$Digest\" | Out-Null }\n",
-    "  Invoke-Checked \"tag ${Name}:$Tag\" { & $ctr -n k8s.io images tag --force \"$Name@$Digest\" \"${Name}:$Tag\" | Out-Null }\n",
-    "}\n",
-);
+const CONTAINERD_PULL: &str = include_str!("containerd_pull.ps1");
 
-const CONTAINERD_VERIFY: &str = concat!(
-    "$ErrorActionPreference = 'Stop'\n",
-    "$ctr = Join-Path $env:ProgramFiles 'containerd\\ctr.exe'\n",
-    "$present = & $ctr -n k8s.io images ls | Select-Object -Skip 1 | ForEach-Object { $f = -split $_; $f[0] + ' ' + $f[2] }\n",
-    "function Test-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
-    "  foreach ($reference in @(\"$Name@$Digest\", \"${Name}:$Tag\")) { if ($present -notcontains \"$reference $Digest\") { throw \"missing from the cache: $reference\" } }\n",
-    "}\n",
-);
+const CONTAINERD_VERIFY: &str = include_str!("containerd_verify.ps1");
 
-const DOCKER_PULL: &str = concat!(
-    "$ErrorActionPreference = 'Stop'\n",
-    "function Invoke-Checked([string]$What, [scriptblock]$Command) { & $Command; if ($LASTEXITCODE -ne 0) { throw \"$What failed with exit code $LASTEXITCODE\" } }\n",
-    "function Connect-Registry([string]$Region, [string]$Account, [string]$Registry) {\n",
-    "  $script:password = (Get-ECRLoginCommand -Region $Region -RegistryId $Account).Password\n",
-    "  Invoke-Checked \"docker login $Registry\" { $script:password | docker login --username AWS --password-stdin $Registry | Out-Null }\n",
-    "}\n",
-    "function Save-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
-    "  Invoke-Checked \"pull $Name@$Digest\" { docker pull \"$Name@$Digest\" | Out-Null }\n",
-    "  Invoke-Checked \"tag ${Name}:$Tag\" { docker tag \"$Name@$Digest\" \"${Name}:$Tag\" }\n",
-    "}\n",
-);
+const DOCKER_PULL: &str = include_str!("docker_pull.ps1");
 
-const DOCKER_VERIFY: &str = concat!(
-    "$ErrorActionPreference = 'Stop'\n",
-    "function Test-CachedImage([string]$Name, [string]$Digest, [string]$Tag) {\n",
-    "  $image = docker image inspect \"${Name}:$Tag\" | ConvertFrom-Json\n",
-    "  if ($LASTEXITCODE -ne 0 -or $image[0].RepoDigests -notcontains \"$Name@$Digest\") { throw \"missing from the cache: ${Name}:$Tag at $Digest\" }\n",
-    "}\n",
-);
+const DOCKER_VERIFY: &str = include_str!("docker_verify.ps1");
 
 fn indent_into(document: &mut String, text: &str, spaces: usize) {
     for line in text.lines() {

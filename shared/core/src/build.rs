@@ -1,0 +1,522 @@
+//! Builds of the image pipeline: their statuses, the tags prepull puts on them, and the one
+//! decision every trigger shares: start a build now, or not.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::arn::ImageBuilderArn;
+use crate::image::quote;
+use crate::manifest::sha256_hex;
+use crate::token::{TOKEN_LIMIT, client_token};
+
+/// The image tag that records which manifest a build was started for.
+pub const MANIFEST_TAG: &str = "prepull:manifest";
+/// The image tag that records what started a build.
+pub const TRIGGER_TAG: &str = "prepull:trigger";
+/// The image tag that records the cache component version current when a build started.
+pub const COMPONENT_VERSION_TAG: &str = "prepull:component-version";
+/// The image tag that records the parent image's value (an AMI ID, for an `ssm:` parent)
+/// when the build started.
+pub const PARENT_IMAGE_TAG: &str = "prepull:parent-image";
+/// The image tag that carries an operator's reason for a forced build.
+pub const REASON_TAG: &str = "prepull:reason";
+
+/// An image's status, as Image Builder's `ImageStatus` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BuildStatus {
+    Pending,
+    Creating,
+    Building,
+    Testing,
+    Distributing,
+    Integrating,
+    Available,
+    Cancelled,
+    Failed,
+    Deprecated,
+    Deleted,
+    Disabled,
+}
+
+impl BuildStatus {
+    pub const ALL: [BuildStatus; 12] = [
+        BuildStatus::Pending,
+        BuildStatus::Creating,
+        BuildStatus::Building,
+        BuildStatus::Testing,
+        BuildStatus::Distributing,
+        BuildStatus::Integrating,
+        BuildStatus::Available,
+        BuildStatus::Cancelled,
+        BuildStatus::Failed,
+        BuildStatus::Deprecated,
+        BuildStatus::Deleted,
+        BuildStatus::Disabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Pending => "PENDING",
+            BuildStatus::Creating => "CREATING",
+            BuildStatus::Building => "BUILDING",
+            BuildStatus::Testing => "TESTING",
+            BuildStatus::Distributing => "DISTRIBUTING",
+            BuildStatus::Integrating => "INTEGRATING",
+            BuildStatus::Available => "AVAILABLE",
+            BuildStatus::Cancelled => "CANCELLED",
+            BuildStatus::Failed => "FAILED",
+            BuildStatus::Deprecated => "DEPRECATED",
+            BuildStatus::Deleted => "DELETED",
+            BuildStatus::Disabled => "DISABLED",
+        }
+    }
+
+    /// A build that can still move on: while one exists, no other starts.
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            BuildStatus::Pending
+                | BuildStatus::Creating
+                | BuildStatus::Building
+                | BuildStatus::Testing
+                | BuildStatus::Distributing
+                | BuildStatus::Integrating
+        )
+    }
+
+    /// A build that has just ended, one way or the other: what build-finished acts on.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            BuildStatus::Available | BuildStatus::Failed | BuildStatus::Cancelled
+        )
+    }
+
+    /// An image whose AMIs still exist (a lifecycle policy deprecates, it does not delete).
+    pub fn has_amis(self) -> bool {
+        matches!(self, BuildStatus::Available | BuildStatus::Deprecated)
+    }
+}
+
+impl fmt::Display for BuildStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+crate::eq_text!(BuildStatus);
+
+/// A status Image Builder does not list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not an image status")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for BuildStatus {
+    type Err = UnknownStatus;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        BuildStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or_else(|| UnknownStatus(quote(value)))
+    }
+}
+
+/// One image of the pipeline, as the build decisions need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildSummary {
+    pub arn: ImageBuilderArn,
+    pub status: BuildStatus,
+    pub manifest_hash: Option<String>,
+    pub parent_image: Option<String>,
+    pub date_created: Option<DateTime<Utc>>,
+}
+
+/// Whether to start a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum BuildDecision {
+    /// Start one, with this token and these tags.
+    Start {
+        token_prefix: String,
+        tags: Vec<(String, String)>,
+    },
+    /// A build is running; the build-finished function starts the follow-up when it ends.
+    /// `same_manifest` says the running build already caches the wanted manifest.
+    QueuedBehind {
+        image_arn: ImageBuilderArn,
+        same_manifest: bool,
+    },
+    /// A build for this manifest was already made; nothing is missing.
+    AlreadyStarted { image_arn: ImageBuilderArn },
+}
+
+/// One build at a time: never start while another runs, never build a manifest twice.
+pub fn decide_build(
+    images: &[BuildSummary],
+    manifest_hash: &str,
+    component_version: &str,
+    trigger: &str,
+) -> BuildDecision {
+    if let Some(running) = images.iter().find(|i| i.status.is_running()) {
+        return BuildDecision::QueuedBehind {
+            image_arn: running.arn.clone(),
+            same_manifest: running.manifest_hash.as_deref() == Some(manifest_hash),
+        };
+    }
+    if let Some(built) = images.iter().find(|i| {
+        i.manifest_hash.as_deref() == Some(manifest_hash) && i.status == BuildStatus::Available
+    }) {
+        return BuildDecision::AlreadyStarted {
+            image_arn: built.arn.clone(),
+        };
+    }
+    BuildDecision::Start {
+        token_prefix: format!("b{component_version}"),
+        tags: vec![
+            (MANIFEST_TAG.to_owned(), manifest_hash.to_owned()),
+            (TRIGGER_TAG.to_owned(), trigger.to_owned()),
+            (
+                COMPONENT_VERSION_TAG.to_owned(),
+                component_version.to_owned(),
+            ),
+        ],
+    }
+}
+
+/// Whether some image already carries (or is building) `manifest_hash`. A version written by
+/// an earlier run that failed before starting its build is not built.
+pub fn is_built(images: &[BuildSummary], manifest_hash: &str) -> bool {
+    images.iter().any(|b| {
+        b.manifest_hash.as_deref() == Some(manifest_hash)
+            && (b.status == BuildStatus::Available || b.status.is_running())
+    })
+}
+
+/// The running build, if any.
+pub fn running_build(images: &[BuildSummary]) -> Option<&BuildSummary> {
+    images.iter().find(|b| b.status.is_running())
+}
+
+/// The newest AVAILABLE image that says when it was made.
+pub fn newest_available(images: &[BuildSummary]) -> Option<(DateTime<Utc>, &BuildSummary)> {
+    images
+        .iter()
+        .filter(|b| b.status == BuildStatus::Available)
+        .filter_map(|b| Some((b.date_created?, b)))
+        .max_by_key(|(at, _)| *at)
+}
+
+/// What `StartImagePipelineExecution` returned, read against the listing taken just before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartedBuild {
+    /// A build the listing did not hold: this call started it.
+    New { arn: ImageBuilderArn },
+    /// A build the listing already held. The client token matched an earlier request, so
+    /// Image Builder returned that request's build and started nothing. The planner starts a
+    /// build only when none with this manifest is running or available, so this one ended
+    /// without an image (FAILED or CANCELLED) and the same request will not build again
+    /// while Image Builder remembers the token.
+    Earlier {
+        arn: ImageBuilderArn,
+        status: BuildStatus,
+    },
+}
+
+/// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
+pub fn started_build(arn: ImageBuilderArn, listed: &[BuildSummary]) -> StartedBuild {
+    match listed.iter().find(|build| build.arn == arn) {
+        Some(earlier) => StartedBuild::Earlier {
+            status: earlier.status,
+            arn,
+        },
+        None => StartedBuild::New { arn },
+    }
+}
+
+/// How a build's client token is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildToken {
+    /// Exactly this token: a forced build uses its invocation's request id.
+    Exact(String),
+    /// This prefix and a hash of every tag: the same request converges on one build, and a
+    /// request that differs in anything (trigger, manifest, parent image) is a new one
+    /// rather than an `IdempotentParameterMismatchException`.
+    Derived(String),
+}
+
+/// The final token and tags of a build: the parent image's current value is recorded too.
+pub fn build_request(
+    token: BuildToken,
+    mut tags: Vec<(String, String)>,
+    parent_image: Option<&str>,
+) -> (String, Vec<(String, String)>) {
+    if let Some(parent) = parent_image {
+        tags.push((PARENT_IMAGE_TAG.to_owned(), parent.to_owned()));
+    }
+    let token = match token {
+        BuildToken::Exact(token) => token.chars().take(TOKEN_LIMIT).collect(),
+        BuildToken::Derived(prefix) => {
+            let mut sorted = tags.clone();
+            sorted.sort();
+            let joined: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            client_token(&prefix, "", &sha256_hex(joined.join("\n").as_bytes()))
+        }
+    };
+    (token, tags)
+}
+
+/// What build-finished did about a change that arrived during the build that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUp {
+    /// The build that ended carried the latest manifest.
+    NotNeeded,
+    /// Another build is running; it ends with its own event.
+    Running(ImageBuilderArn),
+    /// A follow-up build started.
+    Started(ImageBuilderArn),
+    /// The same follow-up was requested before and ended without an image.
+    AlreadyAttempted {
+        arn: ImageBuilderArn,
+        status: BuildStatus,
+    },
+}
+
+impl fmt::Display for FollowUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FollowUp::NotNeeded => f.write_str("not-needed"),
+            FollowUp::Running(arn) => write!(f, "running {arn}"),
+            FollowUp::Started(arn) => write!(f, "started {arn}"),
+            FollowUp::AlreadyAttempted { arn, status } => {
+                write!(f, "already-attempted {arn} ({status})")
+            }
+        }
+    }
+}
+
+/// The summary's `follow_up` is a string operators read and match on.
+impl Serialize for FollowUp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// What build-finished does about a change that arrived during the build that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUpPlan {
+    /// Nothing to start; this is the answer.
+    Done(FollowUp),
+    /// Start a build with this token prefix and these tags.
+    Start {
+        token_prefix: String,
+        tags: Vec<(String, String)>,
+    },
+}
+
+/// Whether a build that ended needs a follow-up: only when the component moved on from the
+/// manifest it built, and then by the same one-at-a-time rule as every other build.
+pub fn decide_follow_up(
+    built_manifest: Option<&str>,
+    latest_manifest: &str,
+    images: &[BuildSummary],
+    latest_version: &str,
+) -> FollowUpPlan {
+    if built_manifest == Some(latest_manifest) {
+        return FollowUpPlan::Done(FollowUp::NotNeeded);
+    }
+    match decide_build(images, latest_manifest, latest_version, "follow-up") {
+        BuildDecision::QueuedBehind { image_arn, .. } => {
+            FollowUpPlan::Done(FollowUp::Running(image_arn))
+        }
+        BuildDecision::AlreadyStarted { .. } => FollowUpPlan::Done(FollowUp::NotNeeded),
+        BuildDecision::Start { token_prefix, tags } => FollowUpPlan::Start { token_prefix, tags },
+    }
+}
+
+impl From<StartedBuild> for FollowUp {
+    fn from(started: StartedBuild) -> Self {
+        match started {
+            StartedBuild::New { arn } => FollowUp::Started(arn),
+            StartedBuild::Earlier { arn, status } => FollowUp::AlreadyAttempted { arn, status },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arn(build: u32) -> ImageBuilderArn {
+        ImageBuilderArn::parse(&format!(
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.0/{build}"
+        ))
+        .unwrap()
+    }
+
+    fn image(build: u32, status: BuildStatus, hash: Option<&str>) -> BuildSummary {
+        BuildSummary {
+            arn: arn(build),
+            status,
+            manifest_hash: hash.map(str::to_owned),
+            parent_image: None,
+            date_created: None,
+        }
+    }
+
+    #[test]
+    fn statuses_read_and_print_as_image_builder_spells_them() {
+        for status in BuildStatus::ALL {
+            assert_eq!(status.as_str().parse::<BuildStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
+        assert!("available".parse::<BuildStatus>().is_err());
+        let running: Vec<_> = BuildStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_running())
+            .collect();
+        assert_eq!(running.len(), 6);
+        assert!(!running.iter().any(|s| s.is_finished()));
+    }
+
+    #[test]
+    fn one_build_at_a_time_and_never_the_same_manifest_twice() {
+        use BuildStatus::{Available, Building, Failed};
+        let cases: [(Vec<BuildSummary>, BuildDecision); 4] = [
+            (
+                vec![
+                    image(1, Available, Some("h1")),
+                    image(2, Building, Some("h2")),
+                ],
+                BuildDecision::QueuedBehind {
+                    image_arn: arn(2),
+                    same_manifest: false,
+                },
+            ),
+            (
+                vec![image(2, Building, Some("h3"))],
+                BuildDecision::QueuedBehind {
+                    image_arn: arn(2),
+                    same_manifest: true,
+                },
+            ),
+            (
+                vec![image(1, Available, Some("h3"))],
+                BuildDecision::AlreadyStarted { image_arn: arn(1) },
+            ),
+            (
+                vec![image(1, Failed, Some("h3"))],
+                decide_build(&[], "h3", "1.0.4", "push"),
+            ),
+        ];
+        for (images, expected) in cases {
+            assert_eq!(decide_build(&images, "h3", "1.0.4", "push"), expected);
+        }
+        let BuildDecision::Start { token_prefix, tags } = decide_build(&[], "h3", "1.0.4", "push")
+        else {
+            panic!()
+        };
+        assert_eq!(token_prefix, "b1.0.4");
+        assert!(tags.contains(&(MANIFEST_TAG.to_owned(), "h3".to_owned())));
+    }
+
+    #[test]
+    fn built_means_available_or_running_with_the_manifest() {
+        use BuildStatus::{Available, Building, Cancelled, Failed};
+        let cases = [
+            (vec![image(1, Available, Some("h"))], true),
+            (vec![image(1, Building, Some("h"))], true),
+            (
+                vec![image(1, Failed, Some("h")), image(2, Cancelled, Some("h"))],
+                false,
+            ),
+            (vec![image(1, Available, Some("other"))], false),
+            (vec![], false),
+        ];
+        for (images, expected) in cases {
+            assert_eq!(is_built(&images, "h"), expected, "{images:?}");
+        }
+    }
+
+    #[test]
+    fn a_returned_arn_the_listing_already_held_is_an_earlier_build_not_a_new_one() {
+        let failed = image(1, BuildStatus::Failed, Some("m"));
+        assert_eq!(
+            started_build(arn(1), std::slice::from_ref(&failed)),
+            StartedBuild::Earlier {
+                arn: arn(1),
+                status: BuildStatus::Failed
+            }
+        );
+        assert_eq!(
+            started_build(arn(2), &[failed]),
+            StartedBuild::New { arn: arn(2) }
+        );
+    }
+
+    #[test]
+    fn derived_tokens_follow_every_tag_and_exact_ones_are_cut_to_36() {
+        let tags = || {
+            vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), "2".to_owned()),
+            ]
+        };
+        let (first, with_parent) =
+            build_request(BuildToken::Derived("b1.0.0".into()), tags(), Some("ami-1"));
+        let (again, _) = build_request(BuildToken::Derived("b1.0.0".into()), tags(), Some("ami-1"));
+        let (other, _) = build_request(BuildToken::Derived("b1.0.0".into()), tags(), Some("ami-2"));
+        assert_eq!(first, again);
+        assert_ne!(first, other, "a new parent image is a new build");
+        assert!(first.len() <= TOKEN_LIMIT && first.starts_with("b1.0.0-"));
+        assert!(with_parent.contains(&(PARENT_IMAGE_TAG.to_owned(), "ami-1".to_owned())));
+        let (exact, _) = build_request(BuildToken::Exact("r".repeat(50)), tags(), None);
+        assert_eq!(exact.len(), TOKEN_LIMIT);
+    }
+
+    #[test]
+    fn a_follow_up_only_when_the_component_moved_on() {
+        use BuildStatus::{Available, Building};
+        let done = FollowUpPlan::Done;
+        assert_eq!(
+            decide_follow_up(Some("h"), "h", &[], "1.0.1"),
+            done(FollowUp::NotNeeded)
+        );
+        assert_eq!(
+            decide_follow_up(Some("h"), "h2", &[image(2, Building, Some("h3"))], "1.0.2"),
+            done(FollowUp::Running(arn(2)))
+        );
+        assert_eq!(
+            decide_follow_up(Some("h"), "h2", &[image(2, Available, Some("h2"))], "1.0.2"),
+            done(FollowUp::NotNeeded)
+        );
+        assert!(matches!(
+            decide_follow_up(Some("h"), "h2", &[image(1, Available, Some("h"))], "1.0.2"),
+            FollowUpPlan::Start { .. }
+        ));
+        let texts = [
+            (FollowUp::NotNeeded, "not-needed".to_owned()),
+            (FollowUp::Running(arn(2)), format!("running {}", arn(2))),
+            (FollowUp::Started(arn(2)), format!("started {}", arn(2))),
+            (
+                FollowUp::AlreadyAttempted {
+                    arn: arn(2),
+                    status: BuildStatus::Failed,
+                },
+                format!("already-attempted {} (FAILED)", arn(2)),
+            ),
+        ];
+        for (follow_up, text) in texts {
+            assert_eq!(
+                serde_json::to_value(&follow_up).unwrap(),
+                serde_json::json!(text)
+            );
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The SSM parameter that holds the fleet's AMI: its labels, its history (the rollback record)
+//! and the decisions on it: write or not, label or not, roll back to what.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The start of the label on a parameter version a build published (see [`build_label`]).
+pub const BUILD_LABEL_PREFIX: &str = "image-";
+/// The start of the label on a parameter version written by a rollback.
+pub const ROLLBACK_LABEL_PREFIX: &str = "rollback-from-v";
+/// The start of the description of a parameter version written by a rollback.
+pub const ROLLBACK_DESCRIPTION_PREFIX: &str = "prepull rollback: ";
+/// The description of a version a build published.
+pub const PUBLISH_DESCRIPTION: &str = "The newest AMI with prepull's image cache";
+/// SSM's longest label.
+const LABEL_LIMIT: usize = 100;
+
+/// One region's AMI of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegionalAmi {
+    pub region: String,
+    pub ami: String,
+}
+
+impl RegionalAmi {
+    pub fn new(region: impl Into<String>, ami: impl Into<String>) -> Self {
+        Self {
+            region: region.into(),
+            ami: ami.into(),
+        }
+    }
+}
+
+/// What happened to the parameter in one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParameterAction {
+    /// A new version holds the AMI.
+    Written,
+    /// The parameter held the AMI already.
+    AlreadyCurrent,
+    /// This build was published before and has since been replaced: not published again.
+    Superseded,
+    /// A dry run: the AMI would be written.
+    WouldWrite,
+    /// A rollback outside the home region could not write it.
+    Failed,
+}
+
+impl ParameterAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParameterAction::Written => "written",
+            ParameterAction::AlreadyCurrent => "already-current",
+            ParameterAction::Superseded => "superseded",
+            ParameterAction::WouldWrite => "would-write",
+            ParameterAction::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for ParameterAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+crate::eq_text!(ParameterAction);
+
+/// An SSM label for the build that made an AMI: `image-<recipe>-<version>-<build>`, within
+/// SSM's rules (letters, digits, `.`, `-`, `_`; not starting with a digit, `aws` or `ssm`;
+/// at most 100 characters).
+pub fn build_label(image_arn: &str) -> String {
+    let resource = image_arn.rsplit(":image/").next().unwrap_or_default();
+    let label: String = format!("{BUILD_LABEL_PREFIX}{}", resource.replace('/', "-"))
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .collect();
+    label.chars().take(LABEL_LIMIT).collect()
+}
+
+/// The label of a rollback away from version `from_version`.
+pub fn rollback_label(from_version: i64) -> String {
+    format!("{ROLLBACK_LABEL_PREFIX}{from_version}")
+}
+
+/// The description of a version prepull writes. A rollback's names the rollback in the write
+/// itself, so a retry that finds the version unlabelled (stopped between `PutParameter` and
+/// `LabelParameterVersion`) still knows it as a rollback and does not roll back again.
+pub fn describe_version(label: Option<&str>) -> String {
+    match label {
+        Some(label) if label.starts_with(ROLLBACK_LABEL_PREFIX) => {
+            format!("{ROLLBACK_DESCRIPTION_PREFIX}{label}")
+        }
+        _ => PUBLISH_DESCRIPTION.to_owned(),
+    }
+}
+
+/// One version of the parameter, as its history reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterVersion {
+    pub version: i64,
+    pub value: String,
+    pub labels: Vec<String>,
+    pub description: String,
+}
+
+impl ParameterVersion {
+    /// The rollback label of a version a rollback wrote, from its label or, when the rollback
+    /// stopped before labelling it, from its description. A description is trusted only when
+    /// it names a rollback label.
+    pub fn rollback_label(&self) -> Option<String> {
+        self.labels
+            .iter()
+            .find(|l| l.starts_with(ROLLBACK_LABEL_PREFIX))
+            .cloned()
+            .or_else(|| {
+                self.description
+                    .strip_prefix(ROLLBACK_DESCRIPTION_PREFIX)
+                    .filter(|label| label.starts_with(ROLLBACK_LABEL_PREFIX))
+                    .map(str::to_owned)
+            })
+    }
+}
+
+/// The build labels of every version that held `value`, newest first: a rollback's version
+/// carries only its rollback label, the build's label stays on the version the build wrote.
+/// `history` is oldest first.
+pub fn build_labels_of(history: &[ParameterVersion], value: &str) -> Vec<String> {
+    history
+        .iter()
+        .rev()
+        .filter(|v| v.value == value)
+        .flat_map(|v| v.labels.iter())
+        .filter(|l| l.starts_with(BUILD_LABEL_PREFIX))
+        .cloned()
+        .collect()
+}
+
+/// The oldest version when it is labelled: Parameter Store keeps 100 versions and drops the
+/// oldest on a write, but refuses to drop a labelled one (`ParameterMaxVersionLimitExceeded`).
+/// Unlabelling it lets Parameter Store drop it as it would any other.
+pub fn version_to_release(history: &[ParameterVersion]) -> Option<&ParameterVersion> {
+    history.first().filter(|v| !v.labels.is_empty())
+}
+
+/// What a rollback does, read from the parameter's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollbackChoice {
+    /// The newest version was written by a rollback (a retried or repeated rollback): finish
+    /// that one (every region, the label, the refresh) rather than go further back. Going
+    /// further back is a republish of a chosen image.
+    Finish {
+        label: String,
+        version: i64,
+        value: String,
+    },
+    /// Go back from the newest value to the newest different one before it.
+    Back {
+        from_version: i64,
+        current: String,
+        previous: String,
+        label: String,
+    },
+}
+
+/// Why there is nothing to roll back to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackRefused {
+    #[error("cannot roll back: parameter {parameter} has no history")]
+    NoHistory { parameter: String },
+    #[error(
+        "cannot roll back: parameter {parameter} has held only {value} (version {version} and before)"
+    )]
+    OneValueOnly {
+        parameter: String,
+        value: String,
+        version: i64,
+    },
+}
+
+/// Chooses what a rollback does; `history` is oldest first.
+pub fn choose_rollback(
+    parameter: &str,
+    history: &[ParameterVersion],
+) -> Result<RollbackChoice, RollbackRefused> {
+    let current = history.last().ok_or_else(|| RollbackRefused::NoHistory {
+        parameter: parameter.to_owned(),
+    })?;
+    if let Some(label) = current.rollback_label() {
+        return Ok(RollbackChoice::Finish {
+            label,
+            version: current.version,
+            value: current.value.clone(),
+        });
+    }
+    let previous = history
+        .iter()
+        .rev()
+        .find(|v| v.value != current.value)
+        .ok_or_else(|| RollbackRefused::OneValueOnly {
+            parameter: parameter.to_owned(),
+            value: current.value.clone(),
+            version: current.version,
+        })?;
+    Ok(RollbackChoice::Back {
+        from_version: current.version,
+        current: current.value.clone(),
+        previous: previous.value.clone(),
+        label: rollback_label(current.version),
+    })
+}
+
+/// A build's AMIs with the home region's last, so that a rollback stopped halfway is finished
+/// by its retry: the retry sees the home region rolled back only once every other region is.
+/// `None` when the build's home-region AMI is not `previous`.
+pub fn home_last(home: &str, previous: &str, amis: Vec<RegionalAmi>) -> Option<Vec<RegionalAmi>> {
+    if !amis.iter().any(|a| a.region == home && a.ami == previous) {
+        return None;
+    }
+    let (mut ordered, home_ami): (Vec<_>, Vec<_>) =
+        amis.into_iter().partition(|a| a.region != home);
+    ordered.extend(home_ami);
+    Some(ordered)
+}
+
+/// Whether an image whose label already sits on an older parameter version is published
+/// again: an operator's republish or rollback does; a late or repeated event does not, so it
+/// cannot put back an AMI a newer build replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Supersede {
+    Publish,
+    Skip,
+}
+
+/// What the parameter in one region holds, as the publish decision needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionState<'a> {
+    /// The current value and its version, if the parameter exists.
+    pub current: Option<(&'a str, i64)>,
+    /// The version that carries this publish's label, if any.
+    pub labelled_version: Option<i64>,
+}
+
+/// What to do with the parameter in one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishStep {
+    AlreadyCurrent { version: i64 },
+    Superseded { version: i64 },
+    WouldWrite,
+    Write,
+}
+
+impl PublishStep {
+    pub fn action(self) -> ParameterAction {
+        match self {
+            PublishStep::AlreadyCurrent { .. } => ParameterAction::AlreadyCurrent,
+            PublishStep::Superseded { .. } => ParameterAction::Superseded,
+            PublishStep::WouldWrite => ParameterAction::WouldWrite,
+            PublishStep::Write => ParameterAction::Written,
+        }
+    }
+}
+
+/// Decides one region's publish of `ami`.
+pub fn decide_publish(
+    ami: &str,
+    state: RegionState<'_>,
+    supersede: Supersede,
+    dry_run: bool,
+) -> PublishStep {
+    match (state.current, state.labelled_version) {
+        (Some((value, version)), _) if value == ami => PublishStep::AlreadyCurrent { version },
+        (_, Some(version)) if supersede == Supersede::Skip => PublishStep::Superseded { version },
+        _ if dry_run => PublishStep::WouldWrite,
+        _ => PublishStep::Write,
+    }
+}
+
+/// Whether the version that now holds the AMI still needs this publish's label.
+pub fn needs_label(
+    step: PublishStep,
+    holding_version: Option<i64>,
+    labelled_version: Option<i64>,
+    dry_run: bool,
+) -> bool {
+    let labelable = !dry_run && !matches!(step, PublishStep::Superseded { .. });
+    labelable && holding_version.is_some() && labelled_version != holding_version
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str =
+        "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull-windows-cache-recipe/1.0.0/3";
+
+    fn version(version: i64, value: &str, labels: &[&str], description: &str) -> ParameterVersion {
+        ParameterVersion {
+            version,
+            value: value.to_owned(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            description: description.to_owned(),
+        }
+    }
+
+    #[test]
+    fn labels_follow_ssm_rules() {
+        assert_eq!(
+            build_label(ARN),
+            "image-prepull-windows-cache-recipe-1.0.0-3"
+        );
+        let long = format!(
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/{}/1.0.0/3",
+            "a".repeat(128)
+        );
+        assert_eq!(build_label(&long).len(), 100);
+        assert_eq!(rollback_label(7), "rollback-from-v7");
+        assert_eq!(
+            describe_version(Some("rollback-from-v7")),
+            "prepull rollback: rollback-from-v7"
+        );
+        assert_eq!(describe_version(Some("image-x")), PUBLISH_DESCRIPTION);
+    }
+
+    #[test]
+    fn a_rollback_goes_back_once_and_a_retry_only_finishes_it() {
+        let published = [
+            version(1, "ami-1", &["image-a"], PUBLISH_DESCRIPTION),
+            version(2, "ami-2", &["image-b"], PUBLISH_DESCRIPTION),
+        ];
+        assert_eq!(
+            choose_rollback("/p", &published),
+            Ok(RollbackChoice::Back {
+                from_version: 2,
+                current: "ami-2".into(),
+                previous: "ami-1".into(),
+                label: "rollback-from-v2".into()
+            })
+        );
+        let labelled = [
+            published[0].clone(),
+            published[1].clone(),
+            version(
+                3,
+                "ami-1",
+                &["rollback-from-v2"],
+                "prepull rollback: rollback-from-v2",
+            ),
+        ];
+        let unlabelled = [
+            published[0].clone(),
+            published[1].clone(),
+            version(3, "ami-1", &[], "prepull rollback: rollback-from-v2"),
+        ];
+        for history in [&labelled[..], &unlabelled[..]] {
+            assert_eq!(
+                choose_rollback("/p", history),
+                Ok(RollbackChoice::Finish {
+                    label: "rollback-from-v2".into(),
+                    version: 3,
+                    value: "ami-1".into()
+                })
+            );
+        }
+        let forged = [
+            published[0].clone(),
+            version(2, "ami-2", &[], "prepull rollback: image-x"),
+        ];
+        assert!(
+            matches!(
+                choose_rollback("/p", &forged),
+                Ok(RollbackChoice::Back { .. })
+            ),
+            "a description that names no rollback label is not a rollback"
+        );
+        assert_eq!(
+            choose_rollback("/p", &[]),
+            Err(RollbackRefused::NoHistory {
+                parameter: "/p".into()
+            })
+        );
+        let same = [published[0].clone(), version(2, "ami-1", &[], "")];
+        assert!(matches!(
+            choose_rollback("/p", &same),
+            Err(RollbackRefused::OneValueOnly { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn build_labels_are_found_on_every_version_that_held_the_value() {
+        let history = [
+            version(1, "ami-1", &["image-a", "other"], ""),
+            version(2, "ami-2", &["image-b"], ""),
+            version(3, "ami-1", &["rollback-from-v2"], ""),
+        ];
+        assert_eq!(build_labels_of(&history, "ami-1"), ["image-a"]);
+        assert_eq!(version_to_release(&history).map(|v| v.version), Some(1));
+        assert_eq!(
+            version_to_release(&history[1..2]).map(|v| v.version),
+            Some(2)
+        );
+        assert_eq!(version_to_release(&[version(1, "ami-1", &[], "")]), None);
+    }
+
+    #[test]
+    fn a_rollback_writes_the_home_region_last_and_only_a_build_that_made_the_previous_ami() {
+        let amis = vec![
+            RegionalAmi::new("us-east-1", "ami-1"),
+            RegionalAmi::new("eu-west-1", "ami-2"),
+            RegionalAmi::new("ap-south-1", "ami-3"),
+        ];
+        let regions: Vec<String> = home_last("us-east-1", "ami-1", amis.clone())
+            .unwrap()
+            .into_iter()
+            .map(|a| a.region)
+            .collect();
+        assert_eq!(regions, ["eu-west-1", "ap-south-1", "us-east-1"]);
+        assert_eq!(home_last("us-east-1", "ami-9", amis.clone()), None);
+        assert_eq!(home_last("sa-east-1", "ami-1", amis), None);
+    }
+
+    #[test]
+    fn publish_decisions_per_region() {
+        use PublishStep::{AlreadyCurrent, Superseded, WouldWrite, Write};
+        let state = |current: Option<(&'static str, i64)>, labelled: Option<i64>| RegionState {
+            current,
+            labelled_version: labelled,
+        };
+        let cases = [
+            (state(None, None), Supersede::Skip, false, Write),
+            (
+                state(Some(("ami-0", 1)), None),
+                Supersede::Skip,
+                false,
+                Write,
+            ),
+            (
+                state(Some(("ami-0", 1)), None),
+                Supersede::Skip,
+                true,
+                WouldWrite,
+            ),
+            (
+                state(Some(("ami-1", 4)), Some(4)),
+                Supersede::Skip,
+                false,
+                AlreadyCurrent { version: 4 },
+            ),
+            (
+                state(Some(("ami-2", 5)), Some(4)),
+                Supersede::Skip,
+                false,
+                Superseded { version: 4 },
+            ),
+            (
+                state(Some(("ami-2", 5)), Some(4)),
+                Supersede::Publish,
+                false,
+                Write,
+            ),
+        ];
+        for (state, supersede, dry_run, expected) in cases {
+            assert_eq!(
+                decide_publish("ami-1", state, supersede, dry_run),
+                expected,
+                "{state:?}"
+            );
+        }
+        assert!(needs_label(Write, Some(6), None, false));
+        assert!(!needs_label(Write, Some(6), Some(6), false));
+        assert!(needs_label(
+            AlreadyCurrent { version: 4 },
+            Some(4),
+            None,
+            false
+        ));
+        assert!(!needs_label(WouldWrite, None, None, true));
+        assert!(!needs_label(
+            Superseded { version: 4 },
+            Some(4),
+            Some(4),
+            false
+        ));
+    }
+}

@@ -1,0 +1,38 @@
+//! One more build when the cache component moved on during the build that ended.
+
+use prepull_core::build::{BuildToken, FollowUp, FollowUpPlan, build_request, decide_follow_up};
+
+use crate::aws::imagebuilder;
+use crate::common::Common;
+use crate::error::PrepullError;
+use crate::handlers::reconcile::{current_parent_image, start_build};
+
+/// Reads the component and the pipeline's builds, and starts the follow-up if one is due.
+pub(super) async fn follow_up(
+    common: &Common,
+    built_manifest: Option<&str>,
+) -> Result<FollowUp, PrepullError> {
+    let client = &common.clients.imagebuilder;
+    let pipeline = common.config.pipeline.as_str();
+    let state = imagebuilder::read_component_state(client, &common.config.component_name).await?;
+    let latest = state.latest_manifest.hash();
+    // Nothing more to read when the build carried the latest manifest.
+    if built_manifest == Some(latest.as_str()) {
+        return Ok(FollowUp::NotNeeded);
+    }
+    let builds = imagebuilder::list_builds(client, pipeline).await?;
+    let version = state
+        .latest_version
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    match decide_follow_up(built_manifest, &latest, &builds, &version) {
+        FollowUpPlan::Done(follow_up) => Ok(follow_up),
+        FollowUpPlan::Start { token_prefix, tags } => {
+            let view = imagebuilder::read_pipeline(client, pipeline).await?;
+            let parent = current_parent_image(common, &view).await?;
+            let (token, tags) =
+                build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
+            Ok(start_build(common, &token, &tags, &builds).await?.into())
+        }
+    }
+}

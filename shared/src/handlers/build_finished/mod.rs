@@ -1,0 +1,234 @@
+//! build-finished: a finished build's AMIs go to the SSM parameter (in every distribution
+//! region), the fleet is refreshed, and a change that arrived mid-build gets its follow-up
+//! build. Operators use the same path to roll back or republish.
+//!
+//! - [`publish`]: the parameter in each region, then every group's refresh;
+//! - [`refresh`]: one group's refresh, and a running one replaced or left;
+//! - [`rollback`]: back to the previous AMI, from the parameter's history;
+//! - [`follow_up`]: one more build when the component moved on during this one.
+
+mod follow_up;
+mod publish;
+mod refresh;
+mod rollback;
+
+use std::time::Instant;
+
+use prepull_core::arn::ImageBuilderArn;
+use prepull_core::build::{BuildStatus, FollowUp};
+use prepull_core::events::imagebuilder::StateChange;
+use prepull_core::events::operator::{BuildFinishedRequest, read_build_finished_request};
+use prepull_core::parameter::{ParameterAction, RegionalAmi, Supersede};
+use prepull_core::refresh::RefreshResult;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use prepull_core::config::{FleetSettings, InProgress};
+pub use prepull_core::parameter::build_label;
+
+use crate::aws::imagebuilder::{ImageFacts, get_image};
+use crate::common::Common;
+use crate::error::PrepullError;
+use publish::{OtherRegions, Publish, publish_and_refresh};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Published,
+    AlreadyPublished,
+    BuildFailed,
+    Ignored,
+    RolledBack,
+    Republished,
+}
+
+/// What happened to the parameter in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParameterUpdate {
+    pub region: String,
+    pub ami: String,
+    pub action: ParameterAction,
+    pub version: Option<i64>,
+    pub label: Option<String>,
+    /// Why a `failed` region was not written.
+    pub error: Option<String>,
+}
+
+/// What happened to one Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefreshOutcome {
+    pub asg: String,
+    pub outcome: RefreshResult,
+    pub refresh_id: Option<String>,
+    pub cancelled_refresh_id: Option<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub retryable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    pub image: Option<ImageBuilderArn>,
+    pub reason: Option<String>,
+    pub parameters: Vec<ParameterUpdate>,
+    pub refreshes: Vec<RefreshOutcome>,
+    /// `started <arn>`, `running <arn>`, `not-needed`, `already-attempted <arn> (<status>)` when
+    /// the same follow-up was requested before and failed, or absent when not checked.
+    pub follow_up: Option<FollowUp>,
+}
+
+impl Summary {
+    fn new(outcome: Outcome, dry_run: bool, image: Option<ImageBuilderArn>) -> Self {
+        Self {
+            outcome,
+            dry_run,
+            image,
+            reason: None,
+            parameters: Vec::new(),
+            refreshes: Vec::new(),
+            follow_up: None,
+        }
+    }
+}
+
+/// Handles one invocation. `deadline` bounds the wait for a cancelled refresh to end.
+pub async fn handle(
+    common: &Common,
+    settings: &FleetSettings,
+    input: Value,
+    deadline: Instant,
+) -> Result<Summary, PrepullError> {
+    match read_build_finished_request(&input)? {
+        BuildFinishedRequest::StateChange(change) => {
+            state_change(common, settings, change, deadline).await
+        }
+        BuildFinishedRequest::Republish { image_arn, dry_run } => {
+            republish(common, settings, image_arn, dry_run, deadline).await
+        }
+        BuildFinishedRequest::Rollback { dry_run } => {
+            rollback::rollback(common, settings, dry_run, deadline).await
+        }
+    }
+}
+
+fn require_amis(image_arn: &ImageBuilderArn, amis: &[RegionalAmi]) -> Result<(), PrepullError> {
+    if amis.is_empty() {
+        return Err(PrepullError::Unexpected {
+            what: "GetImage",
+            detail: format!("image {image_arn} is AVAILABLE but lists no AMIs"),
+        });
+    }
+    Ok(())
+}
+
+fn built_here(common: &Common, image: &ImageFacts) -> bool {
+    image.pipeline.as_deref() == Some(common.config.pipeline.as_str())
+}
+
+/// Fails the invocation, so Lambda retries it, only when something retryable failed.
+fn finish(summary: Summary) -> Result<Summary, PrepullError> {
+    if let Some(failed) = summary.refreshes.iter().find(|r| r.retryable) {
+        return Err(PrepullError::RefreshFailed {
+            group: failed.asg.clone(),
+            message: failed.error.clone().unwrap_or_default(),
+        });
+    }
+    Ok(summary)
+}
+
+async fn republish(
+    common: &Common,
+    settings: &FleetSettings,
+    image_arn: ImageBuilderArn,
+    dry_run: bool,
+    deadline: Instant,
+) -> Result<Summary, PrepullError> {
+    let image = get_image(&common.clients.imagebuilder, &image_arn).await?;
+    if image.status != BuildStatus::Available {
+        return Err(PrepullError::InvalidInput(format!(
+            "image {image_arn} is {}, not AVAILABLE: there is nothing to republish",
+            image.status
+        )));
+    }
+    if !built_here(common, &image) {
+        return Err(PrepullError::InvalidInput(format!(
+            "image {image_arn} was not built by {}: prepull publishes only its own pipeline's images",
+            common.config.pipeline
+        )));
+    }
+    require_amis(&image_arn, &image.amis)?;
+    let label = build_label(image_arn.as_str());
+    let mut summary = Summary::new(Outcome::Republished, dry_run, Some(image_arn));
+    let publish = Publish {
+        label: Some(&label),
+        supersede: Supersede::Publish,
+        other_regions: OtherRegions::FailTheRun,
+        dry_run,
+        deadline,
+    };
+    publish_and_refresh(common, settings, &image.amis, &publish, &mut summary).await?;
+    finish(summary)
+}
+
+async fn state_change(
+    common: &Common,
+    settings: &FleetSettings,
+    change: StateChange,
+    deadline: Instant,
+) -> Result<Summary, PrepullError> {
+    let StateChange {
+        image_arn,
+        status,
+        reason,
+    } = change;
+    if !status.is_finished() {
+        tracing::info!(image = %image_arn, status = %status, "not a terminal state; ignored");
+        let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
+        summary.reason = Some(format!("status {status} is not terminal"));
+        return Ok(summary);
+    }
+    let image = get_image(&common.clients.imagebuilder, &image_arn).await?;
+    if !built_here(common, &image) {
+        tracing::info!(image = %image_arn, pipeline = image.pipeline.as_deref(), "an image of another pipeline; ignored");
+        let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
+        summary.reason = Some(format!(
+            "built by {}, not by {}",
+            image.pipeline.as_deref().unwrap_or("no pipeline"),
+            common.config.pipeline
+        ));
+        return Ok(summary);
+    }
+    let mut summary = if status == BuildStatus::Available {
+        require_amis(&image_arn, &image.amis)?;
+        let label = build_label(image_arn.as_str());
+        let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
+        let publish = Publish {
+            label: Some(&label),
+            supersede: Supersede::Skip,
+            other_regions: OtherRegions::FailTheRun,
+            dry_run: false,
+            deadline,
+        };
+        publish_and_refresh(common, settings, &image.amis, &publish, &mut summary).await?;
+        if summary
+            .parameters
+            .iter()
+            .all(|p| p.action != ParameterAction::Written)
+        {
+            summary.outcome = Outcome::AlreadyPublished;
+        }
+        summary
+    } else {
+        let why = reason
+            .or(image.reason)
+            .unwrap_or_else(|| "no reason given".to_owned());
+        tracing::error!(image = %image_arn, status = %status, reason = %why, "the build did not produce an image; nothing published");
+        let mut summary = Summary::new(Outcome::BuildFailed, false, Some(image_arn));
+        summary.reason = Some(format!("{status}: {why}"));
+        summary
+    };
+    summary.follow_up = Some(follow_up::follow_up(common, image.manifest_hash.as_deref()).await?);
+    finish(summary)
+}

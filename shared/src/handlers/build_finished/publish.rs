@@ -1,0 +1,162 @@
+//! Publishing: each region's AMI to the parameter, labelled with the build (or rollback) that
+//! put it there, then every configured group refreshed.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use prepull_core::config::FleetSettings;
+use prepull_core::parameter::{
+    ParameterAction, PublishStep, RegionState, RegionalAmi, Supersede, decide_publish,
+    describe_version, needs_label,
+};
+
+use super::refresh::refresh_group;
+use super::{ParameterUpdate, Summary};
+use crate::aws::ssm;
+use crate::common::Common;
+use crate::error::PrepullError;
+
+/// What a failure outside the home region does: a publish fails the invocation (Lambda
+/// retries it whole); a rollback records it and still rolls the home region back, which is
+/// what the fleet launches from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OtherRegions {
+    FailTheRun,
+    RecordFailures,
+}
+
+/// How one publish goes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Publish<'a> {
+    /// The label the written version gets: the build's, or the rollback's.
+    pub label: Option<&'a str>,
+    pub supersede: Supersede,
+    pub other_regions: OtherRegions,
+    pub dry_run: bool,
+    /// Bounds the wait for a cancelled refresh to end.
+    pub deadline: Instant,
+}
+
+/// Writes one region's AMI to the parameter and labels it; returns what it did and when the
+/// parameter took the AMI.
+async fn publish_in_region(
+    common: &Common,
+    settings: &FleetSettings,
+    target: &RegionalAmi,
+    publish: &Publish<'_>,
+) -> Result<(ParameterUpdate, Option<DateTime<Utc>>), PrepullError> {
+    let client = common.clients.ssm_in(&target.region);
+    let parameter = &settings.parameter;
+    let current = ssm::get(&client, parameter).await?;
+    let labelled_version = match publish.label {
+        Some(label) => ssm::get(&client, &format!("{parameter}:{label}"))
+            .await?
+            .map(|v| v.version),
+        None => None,
+    };
+    let step = decide_publish(
+        &target.ami,
+        RegionState {
+            current: current.as_ref().map(|c| (c.value.as_str(), c.version)),
+            labelled_version,
+        },
+        publish.supersede,
+        publish.dry_run,
+    );
+    let version = match step {
+        PublishStep::AlreadyCurrent { version } | PublishStep::Superseded { version } => {
+            Some(version)
+        }
+        PublishStep::WouldWrite => None,
+        PublishStep::Write => Some(
+            ssm::put_ami(
+                &client,
+                parameter,
+                &target.ami,
+                &describe_version(publish.label),
+            )
+            .await?,
+        ),
+    };
+    if let PublishStep::Superseded { .. } = step {
+        tracing::warn!(region = %target.region, ami = %target.ami, "this build was published before and has since been replaced; not publishing it again");
+    }
+    if let (Some(label), Some(holding)) = (publish.label, version)
+        && needs_label(step, version, labelled_version, publish.dry_run)
+    {
+        ssm::label(&client, parameter, holding, label).await?;
+    }
+    let published_at = match step {
+        PublishStep::Write | PublishStep::WouldWrite => Some(common.clock.now()),
+        PublishStep::AlreadyCurrent { .. } | PublishStep::Superseded { .. } => {
+            current.and_then(|c| c.modified)
+        }
+    };
+    let update = ParameterUpdate {
+        region: target.region.clone(),
+        ami: target.ami.clone(),
+        action: step.action(),
+        version,
+        label: publish.label.map(str::to_owned),
+        error: None,
+    };
+    Ok((update, published_at))
+}
+
+/// Writes each region's AMI to the parameter (skipping a region that already holds it), then
+/// refreshes every configured group, unless every region found this build superseded.
+pub(super) async fn publish_and_refresh(
+    common: &Common,
+    settings: &FleetSettings,
+    amis: &[RegionalAmi],
+    publish: &Publish<'_>,
+    summary: &mut Summary,
+) -> Result<(), PrepullError> {
+    let home = common.config.pipeline.region();
+    let mut published_at = None;
+    for target in amis {
+        match publish_in_region(common, settings, target, publish).await {
+            Ok((update, at)) => {
+                if target.region == home {
+                    published_at = at;
+                }
+                summary.parameters.push(update);
+            }
+            Err(error)
+                if target.region != home
+                    && publish.other_regions == OtherRegions::RecordFailures =>
+            {
+                tracing::error!(region = %target.region, error = %error, "the parameter in this region was not written; carrying on to the home region");
+                summary.parameters.push(ParameterUpdate {
+                    region: target.region.clone(),
+                    ami: target.ami.clone(),
+                    action: ParameterAction::Failed,
+                    version: None,
+                    label: publish.label.map(str::to_owned),
+                    error: Some(error.to_string()),
+                });
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if summary
+        .parameters
+        .iter()
+        .all(|p| p.action == ParameterAction::Superseded)
+    {
+        return Ok(());
+    }
+    for group in &settings.asg_names {
+        let outcome = refresh_group(
+            common,
+            settings,
+            group,
+            published_at,
+            publish.dry_run,
+            publish.deadline,
+        )
+        .await;
+        summary.refreshes.push(outcome);
+    }
+    Ok(())
+}

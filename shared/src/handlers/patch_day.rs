@@ -1,0 +1,166 @@
+//! patch-day: prepull's clock and its "rebuild now" button. Every run reconciles the cache
+//! with ECR, then decides whether to build: on patch day, when the parent image moved, when
+//! the newest image is too old, when the manifest changed, or when an operator forces it
+//! (see [`prepull_core::schedule`]).
+
+use chrono::{DateTime, Utc};
+use prepull_core::arn::ImageBuilderArn;
+use prepull_core::build::{BuildStatus, StartedBuild, is_built, running_build};
+use prepull_core::events::operator::read_patch_day_request;
+use prepull_core::recipe::RecipeChange;
+use prepull_core::schedule::{self, BuildInputs, Condition, Facts, PlannedBuild};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use prepull_core::config::PatchDaySettings;
+
+use crate::aws::imagebuilder;
+use crate::common::Common;
+use crate::error::PrepullError;
+use crate::handlers::reconcile::{
+    ComponentOutcome, Resolve, current_parent_image, plan_pipeline, reconcile_component,
+    start_build,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    BuildStarted,
+    /// The same build was requested before and ended without an image; Image Builder
+    /// returned that build and started nothing (see [`StartedBuild::Earlier`]).
+    AlreadyAttempted,
+    UpToDate,
+    BuildRunning,
+}
+
+/// The plan a dry run returns and a real run carries out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub component: Option<prepull_core::component::ComponentPlan>,
+    pub recipe: Option<RecipeChange>,
+    /// The build to start, if any: its client token and tags.
+    pub build: Option<PlannedBuild>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    /// The conditions that hold.
+    pub reasons: Vec<&'static str>,
+    /// Every condition evaluated, holding or not.
+    pub conditions: Vec<Condition>,
+    pub component_version: Option<String>,
+    pub image_build_version_arn: Option<ImageBuilderArn>,
+    /// With `already-attempted`: how that earlier build ended.
+    pub earlier_build_status: Option<BuildStatus>,
+    pub running_build: Option<ImageBuilderArn>,
+    pub images: Vec<String>,
+    pub unresolved: Vec<String>,
+    pub plan: Plan,
+}
+
+/// Handles one run. `request_id` makes a forced build's client token unique; `now` is the
+/// clock, injected so tests can pick the day.
+pub async fn handle(
+    common: &Common,
+    settings: PatchDaySettings,
+    input: Value,
+    request_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Summary, PrepullError> {
+    let request = read_patch_day_request(&input)?;
+    let trigger = match &request.forced {
+        Some(reason) => format!("forced: {reason}"),
+        None => "scheduled reconcile".to_owned(),
+    };
+    let component: ComponentOutcome =
+        reconcile_component(common, &[], Resolve::All, &trigger, request.dry_run, now).await?;
+    let (view, recipe_change) = plan_pipeline(common, &component).await?;
+    if !request.dry_run
+        && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
+    {
+        let recipe_arn = imagebuilder::apply_recipe_change(
+            &common.clients.imagebuilder,
+            &view,
+            change,
+            build_arn,
+            &component.manifest_hash,
+        )
+        .await?;
+        tracing::info!(recipe = %recipe_arn, "recipe follows the new component version");
+    }
+    let builds = imagebuilder::list_builds(
+        &common.clients.imagebuilder,
+        common.config.pipeline.as_str(),
+    )
+    .await?;
+    let parent_now = current_parent_image(common, &view).await?;
+    let manifest_changed = schedule::manifest_change(
+        component.planned.as_ref().map(|p| p.version.as_str()),
+        component.version.as_deref(),
+        is_built(&builds, &component.manifest_hash),
+    );
+    let conditions = schedule::evaluate(&Facts {
+        now,
+        settings,
+        builds: &builds,
+        manifest_changed: manifest_changed.as_deref(),
+        parent_reference: view.recipe.parent_image(),
+        parent_now: parent_now.as_deref(),
+        forced: request.forced.as_deref(),
+    });
+    let reasons: Vec<&'static str> = conditions
+        .iter()
+        .filter(|c| c.holds)
+        .map(|c| c.name)
+        .collect();
+    let running = running_build(&builds).map(|b| b.arn.clone());
+    let build = schedule::plan_build(&BuildInputs {
+        now,
+        reasons: &reasons,
+        running: running.is_some(),
+        forced: request.forced.as_deref(),
+        request_id,
+        manifest_hash: &component.manifest_hash,
+        component_version: component.version.as_deref().unwrap_or_default(),
+        parent_now: parent_now.as_deref(),
+    });
+    let mut outcome = match (&running, &build) {
+        (Some(_), _) => Outcome::BuildRunning,
+        (None, Some(_)) => Outcome::BuildStarted,
+        (None, None) => Outcome::UpToDate,
+    };
+    let mut image_build_version_arn = None;
+    let mut earlier_build_status = None;
+    if !request.dry_run
+        && let Some(build) = &build
+    {
+        match start_build(common, &build.client_token, &build.tags, &builds).await? {
+            StartedBuild::New { arn } => image_build_version_arn = Some(arn),
+            StartedBuild::Earlier { arn, status } => {
+                image_build_version_arn = Some(arn);
+                earlier_build_status = Some(status);
+                outcome = Outcome::AlreadyAttempted;
+            }
+        }
+    }
+    tracing::info!(outcome = ?outcome, reasons = ?reasons, dry_run = request.dry_run, "patch-day run done");
+    Ok(Summary {
+        outcome,
+        dry_run: request.dry_run,
+        reasons,
+        conditions,
+        component_version: component.version.clone(),
+        image_build_version_arn,
+        earlier_build_status,
+        running_build: running,
+        images: component.images.clone(),
+        unresolved: component.unresolved.clone(),
+        plan: Plan {
+            component: component.planned.clone(),
+            recipe: recipe_change,
+            build,
+        },
+    })
+}
