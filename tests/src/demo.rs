@@ -158,6 +158,53 @@ impl Function {
     }
 }
 
+/// Refuses to run a function binary older than any source it is built from (its own crate,
+/// `prepull` and `prepull-core`): a stale binary would demonstrate old code. `make demo` and
+/// `cargo test --workspace` build the binaries before running them; a bare `cargo test -p
+/// prepull-tests` does not, and is told so.
+fn ensure_fresh(binary: &std::path::Path, function: &str) -> anyhow::Result<()> {
+    let built = std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .with_context(|| {
+            format!(
+                "{} is not built: run `cargo build --workspace`",
+                binary.display()
+            )
+        })?;
+    let root = workspace_root();
+    let sources = [
+        root.join("functions").join(function),
+        root.join("shared").join("src"),
+        root.join("shared").join("core"),
+        root.join("shared").join("Cargo.toml"),
+    ];
+    let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    let mut pending: Vec<std::path::PathBuf> = sources.to_vec();
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::metadata(&path)?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        } else {
+            let modified = metadata.modified()?;
+            if newest.as_ref().is_none_or(|(at, _)| modified > *at) {
+                newest = Some((modified, path));
+            }
+        }
+    }
+    if let Some((changed, source)) = newest
+        && changed > built
+    {
+        anyhow::bail!(
+            "{} is older than {}: run `cargo build --workspace` (make demo does) so the demo runs today's code",
+            binary.display(),
+            source.display()
+        );
+    }
+    Ok(())
+}
+
 /// The three functions, running under one of the Runtime APIs.
 enum Functions {
     Local(Vec<FunctionHost>),
@@ -179,6 +226,7 @@ impl Functions {
         let config = bench.emulator.config();
         let mut hosts = Vec::new();
         for function in Function::ALL {
+            ensure_fresh(&dir.join(function.name()), function.name())?;
             hosts.push(
                 FunctionHost::start(FunctionSpec {
                     name: function.name().to_owned(),

@@ -4,17 +4,12 @@
 //! gigabytes of `target/` and a dozen links. Tests that need moto take turns with the one moto
 //! this process starts (see `prepull_bench::bench::Bench`).
 //!
-//! `endpoint_variables.rs` stays a binary of its own: it sets process environment variables.
+//! The bench's own tests are the `bench` binary beside this one; `endpoint_variables.rs` is a
+//! binary of its own because it sets process environment variables.
 
-mod autoscaling_emulator;
-mod bench_command;
-mod bench_with_moto;
-mod boto3_clients;
 mod build_finished;
 mod demo_scenario;
-mod faults_and_request_log;
 mod fixtures;
 mod golden_documents;
 mod image_pushed;
-mod imagebuilder_emulator;
 mod patch_day;
