@@ -176,8 +176,12 @@ async fn each_bench_starts_from_a_clean_moto_and_emulator() {
     assert!(gone.is_parameter_not_found(), "moto was reset");
 }
 
+/// EC2 reaches moto through the emulator, and a launch template keeps `resolve:ssm:` verbatim,
+/// as EC2 stores it. moto does not resolve the parameter at launch (nothing in moto reads
+/// `resolve:ssm:`), so what the fleet launches from is proved on the parameter itself, in the
+/// build-finished tests; this test proves only that the template round-trips.
 #[tokio::test]
-async fn ec2_launch_templates_resolve_ssm_through_moto() {
+async fn ec2_launch_templates_keep_resolve_ssm_through_moto() {
     let bench = Bench::start().await.unwrap();
     // EC2 is reached through the emulator too; its calls are awsQuery like Auto Scaling's but
     // signed for "ec2", which is how the emulator tells them apart.
@@ -204,5 +208,20 @@ async fn ec2_launch_templates_resolve_ssm_through_moto() {
     assert_eq!(
         recorded[0].params["LaunchTemplateData"]["ImageId"],
         "resolve:ssm:/prepull/ami-id"
+    );
+    let described = reqwest::Client::new()
+        .post(bench.url())
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261129/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Action=DescribeLaunchTemplateVersions&Version=2016-11-15&LaunchTemplateName=windows-nodes")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        described.contains("<imageId>resolve:ssm:/prepull/ami-id</imageId>"),
+        "moto stores the template's ImageId as sent: {described}"
     );
 }

@@ -244,14 +244,20 @@ async fn an_available_build_is_published_in_every_region_and_refreshes_every_gro
         );
     }
     assert_eq!(summary.follow_up, Some(FollowUp::NotNeeded));
-    let ssm_regions: Vec<String> =
+    let mut written: Vec<String> =
         f.s.bench
             .emulator
             .requests_of("PutParameter")
             .iter()
             .map(|r| r.params["Value"].as_str().unwrap().to_owned())
             .collect();
-    assert_eq!(ssm_regions.len(), 2);
+    written.sort();
+    let mut amis: Vec<String> = summary.parameters.iter().map(|p| p.ami.clone()).collect();
+    amis.sort();
+    assert_eq!(
+        written, amis,
+        "one PutParameter per region, each writing that region's AMI"
+    );
 }
 
 #[tokio::test]
