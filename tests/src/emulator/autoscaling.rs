@@ -7,19 +7,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use prepull::core::refresh::RefreshStatus;
+
 use super::wire::{ApiError, timestamp};
 
 /// The awsQuery XML namespace of Auto Scaling responses.
 pub const NAMESPACE: &str = "http://autoscaling.amazonaws.com/doc/2011-01-01/";
-
-/// Refresh statuses during which another refresh cannot start.
-pub const ACTIVE_STATUSES: [&str; 5] = [
-    "Pending",
-    "InProgress",
-    "Cancelling",
-    "RollbackInProgress",
-    "Baking",
-];
 
 const PAGE_LIMIT: usize = 50;
 
@@ -34,7 +27,7 @@ pub struct Context {
 struct Refresh {
     id: String,
     group: String,
-    status: String,
+    status: RefreshStatus,
     status_reason: Option<String>,
     start_time: DateTime<Utc>,
     end_time: Option<DateTime<Utc>>,
@@ -49,22 +42,22 @@ impl Refresh {
     /// A cancellation takes `cancel_delay` to settle, as in AWS, where in-flight replacements
     /// finish first.
     fn settle(&mut self, now: DateTime<Utc>, cancel_delay: Duration) {
-        if self.status == "Cancelling"
+        if self.status == RefreshStatus::Cancelling
             && let Some(requested) = self.cancel_requested
             && now - requested >= chrono::Duration::from_std(cancel_delay).unwrap_or_default()
         {
-            self.status = "Cancelled".to_owned();
+            self.status = RefreshStatus::Cancelled;
             self.status_reason = Some("Cancelled due to user request.".to_owned());
             self.end_time = Some(now);
         }
     }
 
     fn to_json(&self) -> Value {
-        let finished = matches!(self.status.as_str(), "Successful");
+        let finished = self.status == RefreshStatus::Successful;
         let mut refresh = json!({
             "InstanceRefreshId": self.id,
             "AutoScalingGroupName": self.group,
-            "Status": self.status,
+            "Status": self.status.as_str(),
             "StartTime": timestamp(self.start_time),
             "PercentageComplete": if finished { 100 } else { 0 },
             "InstancesToUpdate": if finished { 0 } else { self.instances_to_update },
@@ -308,7 +301,7 @@ impl AutoScaling {
         if let Some(active) = self
             .refreshes
             .iter()
-            .find(|r| r.group == name && ACTIVE_STATUSES.contains(&r.status.as_str()))
+            .find(|r| r.group == name && r.status.is_active())
         {
             return Err(ApiError::bad_request(
                 "InstanceRefreshInProgress",
@@ -321,7 +314,7 @@ impl AutoScaling {
         let refresh = Refresh {
             id: uuid::Uuid::new_v4().to_string(),
             group: name.to_owned(),
-            status: "InProgress".to_owned(),
+            status: RefreshStatus::InProgress,
             status_reason: None,
             start_time: context.now,
             end_time: None,
@@ -366,10 +359,10 @@ impl AutoScaling {
         let active = self
             .refreshes
             .iter_mut()
-            .find(|r| r.group == name && ["Pending", "InProgress", "Baking", "Cancelling"].contains(&r.status.as_str()))
+            .find(|r| r.group == name && r.status.is_active() && r.status != RefreshStatus::RollbackInProgress)
             .ok_or_else(|| ApiError::bad_request("ActiveInstanceRefreshNotFound", format!("No in progress or pending Instance Refresh found for Auto Scaling group {name}")))?;
-        if active.status != "Cancelling" {
-            active.status = "Cancelling".to_owned();
+        if active.status != RefreshStatus::Cancelling {
+            active.status = RefreshStatus::Cancelling;
             active.cancel_requested = Some(context.now);
         }
         let id = active.id.clone();
@@ -385,18 +378,25 @@ impl AutoScaling {
         status: &str,
         reason: Option<&str>,
     ) -> Result<Value, ApiError> {
-        if !["Successful", "Failed"].contains(&status) {
-            return Err(ApiError::bad_request(
-                "ValidationError",
-                format!("A refresh can be finished as Successful or Failed, not '{status}'."),
-            ));
-        }
+        let status = match status.parse::<RefreshStatus>() {
+            Ok(status @ (RefreshStatus::Successful | RefreshStatus::Failed)) => status,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "ValidationError",
+                    format!("A refresh can be finished as Successful or Failed, not '{status}'."),
+                ));
+            }
+        };
         let refresh = self
             .refreshes
             .iter_mut()
             .rev()
             .find(|r| {
-                r.group == group && ["Pending", "InProgress", "Baking"].contains(&r.status.as_str())
+                r.group == group
+                    && matches!(
+                        r.status,
+                        RefreshStatus::Pending | RefreshStatus::InProgress | RefreshStatus::Baking
+                    )
             })
             .ok_or_else(|| {
                 ApiError::new(
@@ -405,7 +405,7 @@ impl AutoScaling {
                     format!("No in progress Instance Refresh found for Auto Scaling group {group}"),
                 )
             })?;
-        refresh.status = status.to_owned();
+        refresh.status = status;
         refresh.status_reason = reason.map(str::to_owned);
         refresh.end_time = Some(context.now);
         Ok(refresh.to_json())

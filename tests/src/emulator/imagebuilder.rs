@@ -11,17 +11,16 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use prepull::core::build::BuildStatus;
+
 use super::wire::{ApiError, timestamp};
 
-/// Image statuses from which a build can still move on.
-pub const NON_TERMINAL_STATUSES: [&str; 6] = [
-    "PENDING",
-    "CREATING",
-    "BUILDING",
-    "TESTING",
-    "DISTRIBUTING",
-    "INTEGRATING",
-];
+/// Whether an image in this status can still move on (prepull's own reading of the statuses).
+fn is_running(status: &str) -> bool {
+    status
+        .parse::<BuildStatus>()
+        .is_ok_and(BuildStatus::is_running)
+}
 
 /// The maximum length of a component's inline `data`, in characters.
 pub const COMPONENT_DATA_LIMIT: usize = 16_000;
@@ -1131,7 +1130,7 @@ impl ImageBuilder {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        if !NON_TERMINAL_STATUSES.contains(&status.as_str()) {
+        if !is_running(&status) {
             return Err(ApiError::bad_request(
                 "ResourceInUseException",
                 format!("The image '{arn}' cannot be cancelled because it is in state {status}."),
@@ -1167,7 +1166,7 @@ impl ImageBuilder {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        if !NON_TERMINAL_STATUSES.contains(&current.as_str()) {
+        if !is_running(&current) {
             return Err(ApiError::bad_request(
                 "ResourceInUseException",
                 format!("The image '{arn}' already finished with status {current}."),
