@@ -37,8 +37,9 @@ def check_imagebuilder():
     try:
         ib.create_component(name="prepull-cache", semanticVersion="1.0.1", platform="Windows", data="x" * 16001)
         raise AssertionError("16,001 characters were accepted")
-    except ib.exceptions.InvalidRequestException:
-        pass
+    except ib.exceptions.InvalidRequestException as error:
+        # The service model's limit (InlineComponentData max 16000), checked before anything.
+        assert "'data'" in str(error), error
 
     recipe = ib.create_image_recipe(
         name="boto-recipe",

@@ -8,6 +8,7 @@
 
 pub mod autoscaling;
 pub mod imagebuilder;
+pub mod model;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -232,6 +233,55 @@ struct Inner {
     /// A fixed time for the emulated services, when a test travels in time.
     clock: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     http: reqwest::Client,
+    models: Arc<Models>,
+}
+
+/// The service models every request is checked against (see [`model`]).
+#[derive(Debug)]
+struct Models {
+    imagebuilder: model::ServiceModel,
+    autoscaling: model::ServiceModel,
+}
+
+/// Loaded once per process: every emulator checks against the same models.
+fn models() -> std::io::Result<Arc<Models>> {
+    static MODELS: std::sync::OnceLock<Result<Arc<Models>, String>> = std::sync::OnceLock::new();
+    MODELS
+        .get_or_init(|| {
+            let load = || -> anyhow::Result<Models> {
+                let data = model::botocore_data(&crate::moto::workspace_root())?;
+                Ok(Models {
+                    imagebuilder: model::ServiceModel::load(&data, "imagebuilder")?,
+                    autoscaling: model::ServiceModel::load(&data, "autoscaling")?,
+                })
+            };
+            load().map(Arc::new).map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(std::io::Error::other)
+}
+
+impl Models {
+    /// Checks a request against its service's model; `None` for services moto serves.
+    fn violation(&self, service: Service, operation: &str, params: &Value) -> Option<ApiError> {
+        let (model, wire, fallback) = match service {
+            Service::Imagebuilder => (&self.imagebuilder, model::Wire::Json, "ClientException"),
+            Service::Autoscaling => (&self.autoscaling, model::Wire::Query, "ValidationError"),
+            _ => return None,
+        };
+        if !model.has_operation(operation) {
+            return None;
+        }
+        model
+            .validate(operation, params, wire)
+            .err()
+            .map(|violation| {
+                ApiError::bad_request(
+                    &model.validation_error_code(operation, &violation, fallback),
+                    violation.to_string(),
+                )
+            })
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -337,6 +387,7 @@ impl Emulator {
             faults: Mutex::new(Vec::new()),
             clock: Mutex::new(None),
             http,
+            models: models()?,
         };
         inner.services = Mutex::new(inner.fresh_services());
         let inner = Arc::new(inner);
@@ -616,6 +667,19 @@ async fn handle(
             )
         }
     };
+
+    // AWS checks a request's shape before anything else looks at it.
+    if let Some(error) = inner.models.violation(service, &operation, &params) {
+        inner.record(
+            service,
+            &operation,
+            params,
+            error.status,
+            Some(error.code.clone()),
+            false,
+        );
+        return error_response(service, &error);
+    }
 
     if let Some(fault) = inner.take_fault(service, &operation) {
         if fault.kind == FaultKind::Slow {

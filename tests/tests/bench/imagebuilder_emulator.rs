@@ -223,8 +223,12 @@ async fn component_data_is_limited_to_16000_characters_and_must_be_a_document() 
         .await
         .unwrap_err()
         .into_service_error();
-    assert!(too_long.is_invalid_request_exception(), "{too_long:?}");
+    assert!(
+        too_long.is_invalid_request_exception(),
+        "the model's limit, checked first: {too_long:?}"
+    );
     assert!(too_long.meta().message().unwrap().contains("16000"));
+    assert!(too_long.meta().message().unwrap().contains("'data'"));
 
     let not_yaml = client
         .create_component()
@@ -464,7 +468,7 @@ async fn update_image_pipeline_replaces_the_whole_definition() {
     assert_eq!(after.date_created(), before.date_created());
     assert!(after.date_updated().is_some());
 
-    // A request without its required fields is refused by the service itself.
+    // A request without its required fields is refused by the model check, naming the field.
     let http = reqwest::Client::new();
     for (missing, body) in [
         (
