@@ -97,3 +97,15 @@ pub async fn sdk_config_for(url: &str, region: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// Waits for the next whole second. Auto Scaling's times are whole seconds, so a refresh and a
+/// publish in the same second cannot be ordered, and prepull takes such a refresh as its own
+/// (see `prepull_core::refresh::decide_refresh`). Real builds are minutes apart; the bench's
+/// are not, so a story that publishes again after a rollout waits for the clock to move on.
+pub async fn until_next_second() {
+    let into_second = chrono::Utc::now().timestamp_subsec_millis().min(999);
+    tokio::time::sleep(std::time::Duration::from_millis(u64::from(
+        1000 - into_second,
+    )))
+    .await;
+}

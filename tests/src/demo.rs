@@ -527,7 +527,7 @@ async fn story(
 
     // 4. The first rollout and the follow-up build complete.
     heading(out, "4. The rollout and the follow-up build complete")?;
-    finish_refresh(bench, out)?;
+    finish_refresh(bench, out).await?;
     let event = if story.follow_up_build.is_empty() {
         Value::Null
     } else {
@@ -566,7 +566,7 @@ async fn story(
         out,
         "5. The daily schedule runs on a day that is not patch day",
     )?;
-    finish_refresh(bench, out)?;
+    finish_refresh(bench, out).await?;
     emulator.clear_requests();
     let outcome = functions
         .invoke(Function::PatchDay, &json!({"source": "schedule"}))
@@ -708,12 +708,13 @@ fn text(value: &Value, field: &str) -> String {
     }
 }
 
-fn finish_refresh(bench: &Bench, out: &mut dyn Write) -> anyhow::Result<()> {
+async fn finish_refresh(bench: &Bench, out: &mut dyn Write) -> anyhow::Result<()> {
     bench
         .emulator
         .finish_refresh(GROUP, "Successful", None)
         .map_err(|e| anyhow::anyhow!("finishing the refresh on {GROUP}: {e:?}"))?;
     writeln!(out, "  (the instance refresh on {GROUP} finishes)")?;
+    crate::bench::until_next_second().await;
     Ok(())
 }
 

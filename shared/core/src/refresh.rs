@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::InProgress;
@@ -162,11 +162,16 @@ pub fn decide_refresh(
     in_progress: InProgress,
     dry_run: bool,
 ) -> RefreshDecision {
-    let since_publish = published_at.and_then(|published| {
-        refreshes
-            .iter()
-            .find(|r| r.started.is_some_and(|started| started >= published))
-    });
+    // Auto Scaling reports `StartTime` in whole seconds (DescribeInstanceRefreshes, Auto Scaling
+    // API Reference), so a refresh started in the same second as the publish, after it, reads
+    // as earlier than a publish time with its fraction: compare at Auto Scaling's precision.
+    let since_publish = published_at
+        .map(|p| p.trunc_subsecs(0))
+        .and_then(|published| {
+            refreshes
+                .iter()
+                .find(|r| r.started.is_some_and(|started| started >= published))
+        });
     if let Some(refresh) = since_publish {
         let result = match refresh.status {
             status if status.is_active() => Some(RefreshResult::AlreadyRollingOut),
@@ -297,6 +302,20 @@ mod tests {
                 "{refreshes:?} {in_progress:?} dry_run={dry_run}"
             );
         }
+        assert_eq!(
+            decide_refresh(
+                &[refresh(
+                    "ours",
+                    RefreshStatus::Pending,
+                    "2026-11-11T10:00:00Z"
+                )],
+                Some(at("2026-11-11T10:00:00.734Z")),
+                InProgress::Replace,
+                false
+            ),
+            leave(RefreshResult::AlreadyRollingOut, "ours"),
+            "started in the publish's second: Auto Scaling drops the fraction, the refresh is ours"
+        );
         assert_eq!(
             decide_refresh(
                 &[refresh("any", Running, "2026-11-11T10:00:00Z")],

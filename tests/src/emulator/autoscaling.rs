@@ -39,16 +39,23 @@ struct Refresh {
 }
 
 impl Refresh {
-    /// A cancellation takes `cancel_delay` to settle, as in AWS, where in-flight replacements
+    /// A new refresh is `Pending` for `pending_delay` before it is `InProgress`; a
+    /// cancellation takes `cancel_delay` to settle, as in AWS, where in-flight replacements
     /// finish first.
-    fn settle(&mut self, now: DateTime<Utc>, cancel_delay: Duration) {
+    fn settle(&mut self, now: DateTime<Utc>, pending_delay: Duration, cancel_delay: Duration) {
+        if self.status == RefreshStatus::Pending
+            && now - self.start_time
+                >= chrono::Duration::from_std(pending_delay).unwrap_or_default()
+        {
+            self.status = RefreshStatus::InProgress;
+        }
         if self.status == RefreshStatus::Cancelling
             && let Some(requested) = self.cancel_requested
             && now - requested >= chrono::Duration::from_std(cancel_delay).unwrap_or_default()
         {
             self.status = RefreshStatus::Cancelled;
             self.status_reason = Some("Cancelled due to user request.".to_owned());
-            self.end_time = Some(now);
+            self.end_time = Some(whole_seconds(now));
         }
     }
 
@@ -86,6 +93,8 @@ pub struct AutoScaling {
     refreshes: Vec<Refresh>,
     /// How long a cancelled refresh stays `Cancelling` before it is `Cancelled`.
     pub cancel_delay: Duration,
+    /// How long a new refresh stays `Pending` before it is `InProgress`.
+    pub pending_delay: Duration,
 }
 
 impl Default for AutoScaling {
@@ -94,6 +103,7 @@ impl Default for AutoScaling {
             groups: Vec::new(),
             refreshes: Vec::new(),
             cancel_delay: Duration::from_millis(500),
+            pending_delay: Duration::from_secs(1),
         }
     }
 }
@@ -113,6 +123,32 @@ fn number(params: &Value, field: &str) -> Result<Option<u64>, ApiError> {
                 format!("The value '{text}' of '{field}' is not a number."),
             )
         }),
+    }
+}
+
+/// Auto Scaling's times are whole seconds.
+fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+}
+
+/// `RefreshPreferences` (Auto Scaling API Reference): "If you specify MaxHealthyPercentage, you
+/// must also specify MinHealthyPercentage, and the difference between them cannot be greater
+/// than 100." The model checks each value's own range.
+fn check_healthy_percentages(preferences: &Value) -> Result<(), ApiError> {
+    let min = number(preferences, "MinHealthyPercentage")?;
+    let max = number(preferences, "MaxHealthyPercentage")?;
+    match (min, max) {
+        (None, Some(_)) => Err(ApiError::bad_request(
+            "ValidationError",
+            "MaxHealthyPercentage requires MinHealthyPercentage.",
+        )),
+        (Some(min), Some(max)) if max < min || max - min > 100 => Err(ApiError::bad_request(
+            "ValidationError",
+            format!(
+                "MaxHealthyPercentage ({max}) must be at least MinHealthyPercentage ({min}) and at most 100 above it."
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -148,7 +184,7 @@ impl AutoScaling {
         params: &Value,
     ) -> Result<Value, ApiError> {
         for refresh in &mut self.refreshes {
-            refresh.settle(context.now, self.cancel_delay);
+            refresh.settle(context.now, self.pending_delay, self.cancel_delay);
         }
         match operation {
             "CreateAutoScalingGroup" => self.create_group(context, params),
@@ -287,16 +323,7 @@ impl AutoScaling {
             ));
         }
         if let Some(preferences) = params.get("Preferences") {
-            for (field, limit) in [("MinHealthyPercentage", 100), ("MaxHealthyPercentage", 200)] {
-                if let Some(value) = number(preferences, field)?
-                    && value > limit
-                {
-                    return Err(ApiError::bad_request(
-                        "ValidationError",
-                        format!("{field} must be at most {limit}."),
-                    ));
-                }
-            }
+            check_healthy_percentages(preferences)?;
         }
         if let Some(active) = self
             .refreshes
@@ -314,9 +341,12 @@ impl AutoScaling {
         let refresh = Refresh {
             id: uuid::Uuid::new_v4().to_string(),
             group: name.to_owned(),
-            status: RefreshStatus::InProgress,
+            // "StartTime … The date and time at which the instance refresh began" comes in
+            // whole seconds, and a new refresh is `Pending` (DescribeInstanceRefreshes, Auto
+            // Scaling API Reference).
+            status: RefreshStatus::Pending,
             status_reason: None,
-            start_time: context.now,
+            start_time: whole_seconds(context.now),
             end_time: None,
             cancel_requested: None,
             instances_to_update: group["DesiredCapacity"].as_u64().unwrap_or(0),
@@ -366,7 +396,7 @@ impl AutoScaling {
             active.cancel_requested = Some(context.now);
         }
         let id = active.id.clone();
-        active.settle(context.now, self.cancel_delay);
+        active.settle(context.now, self.pending_delay, self.cancel_delay);
         Ok(json!({"InstanceRefreshId": id}))
     }
 
@@ -407,7 +437,7 @@ impl AutoScaling {
             })?;
         refresh.status = status;
         refresh.status_reason = reason.map(str::to_owned);
-        refresh.end_time = Some(context.now);
+        refresh.end_time = Some(whole_seconds(context.now));
         Ok(refresh.to_json())
     }
 }

@@ -82,16 +82,27 @@ fn parse_arn(arn: &str) -> Option<Arn> {
     })
 }
 
-/// A `major.minor.patch` version of digits only, compared numerically.
+/// The largest value of a version node: "any positive integer value, or zero, with an upper
+/// limit of 2^30-1, or 1073741823 for each node" (Image Builder User Guide, "Semantic
+/// versioning").
+const VERSION_NODE_LIMIT: u64 = (1 << 30) - 1;
+
+/// A `major.minor.patch` version of digits only, compared numerically. Leading zeros are
+/// allowed: the same guide gives `2021.01.01` as an example.
 fn parse_version(text: &str) -> Option<semver::Version> {
-    let valid = text.split('.').count() == 3
-        && text
-            .split('.')
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    if !valid {
-        return None;
+    let nodes: Vec<u64> = text
+        .split('.')
+        .map(|p| {
+            (!p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+                .then(|| p.parse::<u64>().ok())
+                .flatten()
+                .filter(|n| *n <= VERSION_NODE_LIMIT)
+        })
+        .collect::<Option<_>>()?;
+    match nodes.as_slice() {
+        [major, minor, patch] => Some(semver::Version::new(*major, *minor, *patch)),
+        _ => None,
     }
-    semver::Version::parse(text).ok()
 }
 
 /// Whether a version matches a pattern whose parts are numbers or `x`.
@@ -111,6 +122,14 @@ fn is_version_pattern(text: &str) -> bool {
         && text
             .split('.')
             .all(|p| p == "x" || (!p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+}
+
+/// A version selector in an ARN: numbers, then `x` from some node on. "When you use a
+/// wildcard in any node, all nodes to the right of the first wildcard must also be
+/// wildcards" (Image Builder User Guide, "Semantic versioning"): `1.x.x` selects, `x.2.x` and
+/// `1.x.8` do not.
+fn is_version_selector(text: &str) -> bool {
+    is_version_pattern(text) && text.split('.').skip_while(|p| *p != "x").all(|p| p == "x")
 }
 
 fn str_field<'a>(params: &'a Value, field: &str) -> Option<&'a str> {
@@ -465,7 +484,7 @@ impl ImageBuilder {
             .filter(|a| a.kind == "component")
             .ok_or_else(|| invalid(format!("The ARN '{arn}' is not a valid component ARN.")))?;
         let pattern = parsed.version.clone().unwrap_or_else(|| "x.x.x".to_owned());
-        if !is_version_pattern(&pattern) {
+        if !is_version_selector(&pattern) {
             return Err(invalid(format!(
                 "The ARN '{arn}' is not a valid component ARN."
             )));
@@ -715,7 +734,7 @@ impl ImageBuilder {
             .filter(|a| a.kind == "image-recipe" && a.build.is_none())
             .ok_or_else(|| invalid(format!("The ARN '{arn}' is not a valid image recipe ARN.")))?;
         let pattern = parsed.version.clone().unwrap_or_else(|| "x.x.x".to_owned());
-        if !is_version_pattern(&pattern) {
+        if !is_version_selector(&pattern) {
             return Err(invalid(format!(
                 "The ARN '{arn}' is not a valid image recipe ARN."
             )));

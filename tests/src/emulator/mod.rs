@@ -512,6 +512,11 @@ impl Emulator {
         lock(&self.inner.services).autoscaling.cancel_delay = delay;
     }
 
+    /// How long a new refresh stays `Pending` (1 s unless set).
+    pub fn set_refresh_pending_delay(&self, delay: Duration) {
+        lock(&self.inner.services).autoscaling.pending_delay = delay;
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

@@ -115,7 +115,16 @@ async fn a_running_refresh_blocks_another_until_cancelled_and_settled() {
         .unwrap();
     let refresh = &refreshes.instance_refreshes()[0];
     assert_eq!(refresh.instance_refresh_id(), Some(first_id.as_str()));
-    assert_eq!(refresh.status().unwrap().as_str(), "InProgress");
+    assert_eq!(
+        refresh.status().unwrap().as_str(),
+        "Pending",
+        "a new refresh starts Pending"
+    );
+    assert_eq!(
+        refresh.start_time().unwrap().subsec_nanos(),
+        0,
+        "Auto Scaling's times are whole seconds"
+    );
     let recorded = refresh.preferences().unwrap();
     assert_eq!(
         (
@@ -294,4 +303,78 @@ async fn refreshes_finish_through_the_control_endpoint_and_unknown_groups_are_re
         .into_service_error();
     assert_eq!(unknown.meta().code(), Some("ValidationError"));
     assert!(unknown.meta().message().unwrap().contains("nope"));
+}
+
+/// Preferences are checked as AWS checks them: each value's range by the service model, and
+/// `MaxHealthyPercentage` only beside `MinHealthyPercentage`, at most 100 above it.
+#[tokio::test]
+async fn refresh_preferences_are_checked_as_aws_checks_them() {
+    let (emulator, client) = emulator_with_group("windows-nodes").await;
+    let refused = [
+        (
+            RefreshPreferences::builder()
+                .min_healthy_percentage(101)
+                .build(),
+            "Preferences.MinHealthyPercentage",
+        ),
+        (
+            RefreshPreferences::builder()
+                .max_healthy_percentage(150)
+                .build(),
+            "MaxHealthyPercentage requires MinHealthyPercentage",
+        ),
+        (
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .max_healthy_percentage(200)
+                .build(),
+            "at most 100 above it",
+        ),
+        (
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .instance_warmup(-1)
+                .build(),
+            "Preferences.InstanceWarmup",
+        ),
+    ];
+    for (preferences, needle) in refused {
+        let error = client
+            .start_instance_refresh()
+            .auto_scaling_group_name("windows-nodes")
+            .preferences(preferences)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(error.meta().code(), Some("ValidationError"), "{needle}");
+        let message = error.meta().message().unwrap_or_default();
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    let accepted = client
+        .start_instance_refresh()
+        .auto_scaling_group_name("windows-nodes")
+        .preferences(
+            RefreshPreferences::builder()
+                .min_healthy_percentage(90)
+                .max_healthy_percentage(190)
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(accepted.is_ok(), "{accepted:?}");
+
+    emulator.set_refresh_pending_delay(Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let refreshes = client
+        .describe_instance_refreshes()
+        .auto_scaling_group_name("windows-nodes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshes.instance_refreshes()[0].status().unwrap().as_str(),
+        "InProgress",
+        "Pending moves on to InProgress"
+    );
 }

@@ -815,3 +815,80 @@ async fn the_clock_can_be_fixed_so_tests_pick_the_day() {
         "real time again"
     );
 }
+
+/// What botocore's model and the API Reference refuse, the emulator refuses, naming the member;
+/// what AWS accepts (`2021.01.01`), it accepts.
+#[tokio::test]
+async fn requests_are_refused_as_the_model_and_the_api_reference_refuse_them() {
+    let (emulator, client) = emulator_and_client().await;
+    let dated = create_component(&client, "2021.01.01").await;
+    assert!(dated.ends_with("/prepull-cache/2021.01.01/1"), "{dated}");
+
+    let base = || {
+        client
+            .create_component()
+            .name("prepull-cache")
+            .semantic_version("1.0.0")
+            .platform(Platform::Windows)
+            .data(EMPTY_CACHE_DOCUMENT)
+    };
+    let refused = [
+        (
+            "clientToken",
+            base().client_token("t".repeat(37)).send().await,
+        ),
+        (
+            "tags",
+            base()
+                .set_tags(Some(std::collections::HashMap::new()))
+                .send()
+                .await,
+        ),
+        (
+            "tags",
+            base()
+                .set_tags(Some(
+                    (0..51).map(|n| (format!("k{n}"), "v".to_owned())).collect(),
+                ))
+                .send()
+                .await,
+        ),
+        (
+            "description",
+            base().description("d".repeat(1025)).send().await,
+        ),
+        ("tags.key", base().tags("aws:reserved", "x").send().await),
+    ];
+    for (member, result) in refused {
+        let error = result.unwrap_err().into_service_error();
+        assert!(error.is_invalid_request_exception(), "{member}: {error:?}");
+        let message = error.meta().message().unwrap_or_default().to_owned();
+        assert!(
+            message.contains(&format!("'{member}'")),
+            "{member}: {message}"
+        );
+    }
+    let accepted = base().client_token("t".repeat(36)).send().await;
+    assert!(accepted.is_ok(), "36 characters is the limit: {accepted:?}");
+
+    for selector in ["x.2.x", "1.x.8"] {
+        let error = client
+            .get_component()
+            .component_build_version_arn(format!("{COMPONENT_PREFIX}/{selector}"))
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(
+            error.is_invalid_request_exception(),
+            "{selector} selects nothing: {error:?}"
+        );
+    }
+    let refusals: Vec<(String, Option<String>)> = emulator
+        .requests()
+        .into_iter()
+        .filter(|r| !r.succeeded())
+        .map(|r| (r.operation, r.error_code))
+        .collect();
+    assert_eq!(refusals.len(), 7, "{refusals:?}");
+}

@@ -135,20 +135,27 @@ fn mutating(f: &Fleet) -> Vec<String> {
 }
 
 /// Ends every group's refresh, as the fleet would once it rolled the AMI out.
-fn refreshes_succeed(f: &Fleet) {
+/// Ends every group's refresh, as the fleet would once it rolled the AMI out, then waits for
+/// the next whole second (see `prepull_bench::bench::until_next_second`).
+async fn refreshes_succeed(f: &Fleet) {
     for group in GROUPS {
         f.s.bench
             .emulator
             .finish_refresh(group, "Successful", None)
             .unwrap();
     }
+    let into_second = chrono::Utc::now().timestamp_subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(
+        1000 - into_second.min(999),
+    )))
+    .await;
 }
 
 /// A build made and published; returns build-finished's summary.
 async fn published(f: &Fleet, content: &str) -> Summary {
     let (_, event) = finished(f, content, "AVAILABLE").await;
     let summary = run(f, event).await;
-    refreshes_succeed(f);
+    refreshes_succeed(f).await;
     summary
 }
 
@@ -579,20 +586,10 @@ async fn rollback_publishes_the_previous_ami_and_refreshes() {
     .await
     .unwrap_err();
     assert!(error.to_string().contains("cannot roll back"), "{error}");
-    for group in GROUPS {
-        f.s.bench
-            .emulator
-            .finish_refresh(group, "Successful", None)
-            .unwrap();
-    }
+    refreshes_succeed(&f).await;
     let (_, second) = finished(&f, "web 3", "AVAILABLE").await;
     run(&f, second).await;
-    for group in GROUPS {
-        f.s.bench
-            .emulator
-            .finish_refresh(group, "Successful", None)
-            .unwrap();
-    }
+    refreshes_succeed(&f).await;
     f.s.bench.emulator.clear_requests();
 
     let dry = run(&f, json!({"action": "rollback", "dry_run": true})).await;
@@ -672,12 +669,7 @@ async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
         .find(|p| p.region == "eu-west-1")
         .map(|p| p.ami.clone())
         .unwrap();
-    for group in GROUPS {
-        f.s.bench
-            .emulator
-            .finish_refresh(group, "Successful", None)
-            .unwrap();
-    }
+    refreshes_succeed(&f).await;
     f.s.bench.emulator.clear_requests();
 
     let rolled = run(&f, json!({"action": "rollback"})).await;
@@ -709,7 +701,7 @@ async fn a_second_rollback_finds_the_build_through_its_own_version_and_covers_ev
     published(&f, "web 3").await;
     let first = run(&f, json!({"action": "rollback"})).await;
     assert_eq!(first.image, a.image);
-    refreshes_succeed(&f);
+    refreshes_succeed(&f).await;
     published(&f, "web 4").await;
     f.s.bench.emulator.clear_requests();
 
@@ -763,7 +755,7 @@ async fn a_region_that_cannot_be_written_does_not_keep_the_home_region_from_roll
         ["started", "started"],
         "the fleet launches from the home region"
     );
-    refreshes_succeed(&f);
+    refreshes_succeed(&f).await;
 
     // Run again, the rollback is finished where it failed, and nothing flips back.
     let finished_run = run(&f, json!({"action": "rollback"})).await;
