@@ -224,6 +224,33 @@ pub enum StartedBuild {
         arn: ImageBuilderArn,
         status: BuildStatus,
     },
+    /// This call started a build, but another started first and was running: this one was
+    /// cancelled, and the change waits for build-finished's follow-up (see [`yields_to`]).
+    Yielded {
+        cancelled: ImageBuilderArn,
+        running: ImageBuilderArn,
+    },
+}
+
+/// The order builds started in: Image Builder numbers the builds of an image version in the
+/// order it starts them, and a newer recipe version is a newer image version.
+fn start_order(arn: &ImageBuilderArn) -> (Option<semver::Version>, Option<u32>) {
+    (arn.version().and_then(|v| v.exact()), arn.build())
+}
+
+/// One build at a time, even when two invocations started one each at the same moment: the
+/// check before a start and the start are not one step. Read again after starting, every
+/// running build other than ours that started first wins, and ours yields to the first of
+/// them. Both racers read the same ARNs, so exactly one build goes on.
+pub fn yields_to<'a>(
+    ours: &ImageBuilderArn,
+    listed: &'a [BuildSummary],
+) -> Option<&'a BuildSummary> {
+    listed
+        .iter()
+        .filter(|b| b.status.is_running() && b.arn != *ours)
+        .filter(|b| start_order(&b.arn) < start_order(ours))
+        .min_by_key(|b| start_order(&b.arn))
 }
 
 /// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
@@ -342,6 +369,7 @@ impl From<StartedBuild> for FollowUp {
         match started {
             StartedBuild::New { arn } => FollowUp::Started(arn),
             StartedBuild::Earlier { arn, status } => FollowUp::AlreadyAttempted { arn, status },
+            StartedBuild::Yielded { running, .. } => FollowUp::Running(running),
         }
     }
 }
@@ -518,5 +546,59 @@ mod tests {
                 serde_json::json!(text)
             );
         }
+    }
+
+    #[test]
+    fn of_two_builds_started_at_once_the_later_yields() {
+        use BuildStatus::{Available, Building, Cancelled};
+        let recipe = |version: &str, build: u32| {
+            ImageBuilderArn::parse(&format!(
+                "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/{version}/{build}"
+            ))
+            .unwrap()
+        };
+        let listed = |builds: &[(ImageBuilderArn, BuildStatus)]| -> Vec<BuildSummary> {
+            builds
+                .iter()
+                .map(|(arn, status)| BuildSummary {
+                    arn: arn.clone(),
+                    status: *status,
+                    manifest_hash: None,
+                    parent_image: None,
+                    date_created: None,
+                })
+                .collect()
+        };
+        let both = listed(&[
+            (recipe("1.0.0", 4), Building),
+            (recipe("1.0.0", 5), Building),
+        ]);
+        assert_eq!(
+            yields_to(&recipe("1.0.0", 5), &both).map(|b| b.arn.clone()),
+            Some(recipe("1.0.0", 4))
+        );
+        assert_eq!(
+            yields_to(&recipe("1.0.0", 4), &both),
+            None,
+            "the first goes on"
+        );
+        let newer_recipe = listed(&[
+            (recipe("1.0.0", 9), Building),
+            (recipe("1.0.1", 1), Building),
+        ]);
+        assert_eq!(
+            yields_to(&recipe("1.0.1", 1), &newer_recipe).map(|b| b.arn.clone()),
+            Some(recipe("1.0.0", 9)),
+            "a newer recipe version started later"
+        );
+        let ended = listed(&[
+            (recipe("1.0.0", 3), Available),
+            (recipe("1.0.0", 4), Cancelled),
+        ]);
+        assert_eq!(
+            yields_to(&recipe("1.0.0", 5), &ended),
+            None,
+            "only running builds count"
+        );
     }
 }

@@ -429,6 +429,19 @@ pub async fn start_build(
     returned_arn("StartImagePipelineExecution", arn)
 }
 
+/// Cancels a build this run started. The token follows the build, so a retry converges.
+pub async fn cancel_build(client: &Client, arn: &ImageBuilderArn) -> Result<(), PrepullError> {
+    let token = client_token("x", "", &prepull_core::manifest::sha256_hex(arn.as_bytes()));
+    client
+        .cancel_image_creation()
+        .image_build_version_arn(arn.as_str())
+        .client_token(token)
+        .send()
+        .await
+        .map_err(|e| aws_error("CancelImageCreation", e))?;
+    Ok(())
+}
+
 /// What build-finished needs to know about one image.
 #[derive(Debug, Clone)]
 pub struct ImageFacts {

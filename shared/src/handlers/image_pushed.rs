@@ -170,6 +170,10 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
                     summary.earlier_build_status = Some(status);
                     Outcome::AlreadyAttempted
                 }
+                StartedBuild::Yielded { running, .. } => {
+                    summary.image_build_version_arn = Some(running);
+                    Outcome::QueuedBehindRunningBuild
+                }
             }
         }
         BuildDecision::QueuedBehind {

@@ -115,7 +115,7 @@ pub async fn handle(
         .filter(|c| c.holds)
         .map(|c| c.name)
         .collect();
-    let running = running_build(&builds).map(|b| b.arn.clone());
+    let mut running = running_build(&builds).map(|b| b.arn.clone());
     let build = schedule::plan_build(&BuildInputs {
         now,
         reasons: &reasons,
@@ -142,6 +142,10 @@ pub async fn handle(
                 image_build_version_arn = Some(arn);
                 earlier_build_status = Some(status);
                 outcome = Outcome::AlreadyAttempted;
+            }
+            StartedBuild::Yielded { running: first, .. } => {
+                running = Some(first);
+                outcome = Outcome::BuildRunning;
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildSummary, StartedBuild, started_build};
+use prepull_core::build::{BuildSummary, StartedBuild, started_build, yields_to};
 use prepull_core::component::{self, ComponentPlan};
 use prepull_core::events::ecr::Push;
 use prepull_core::manifest::Manifest;
@@ -200,7 +200,21 @@ pub async fn start_build(
         tags,
     )
     .await?;
-    let started = started_build(arn, listed);
+    let mut started = started_build(arn, listed);
+    if let StartedBuild::New { arn } = &started {
+        let now = imagebuilder::list_builds(
+            &common.clients.imagebuilder,
+            common.config.pipeline.as_str(),
+        )
+        .await?;
+        if let Some(first) = yields_to(arn, &now) {
+            imagebuilder::cancel_build(&common.clients.imagebuilder, arn).await?;
+            started = StartedBuild::Yielded {
+                cancelled: arn.clone(),
+                running: first.arn.clone(),
+            };
+        }
+    }
     match &started {
         StartedBuild::New { arn } => tracing::info!(image = %arn, "pipeline build started"),
         StartedBuild::Earlier { arn, status } => tracing::warn!(
@@ -210,6 +224,12 @@ pub async fn start_build(
             "the same build request was made before and that build ended without an image; \
              Image Builder started nothing new (a changed manifest, the next day's schedule or a \
              forced run starts one)"
+        ),
+        StartedBuild::Yielded { cancelled, running } => tracing::warn!(
+            cancelled = %cancelled,
+            running = %running,
+            "another invocation started a build first; this one was cancelled and the change \
+             waits for that build's follow-up"
         ),
     }
     Ok(started)

@@ -506,6 +506,100 @@ async fn two_handlers_racing_on_different_batches_lose_nothing() {
     );
 }
 
+/// The check before a start and the start are two steps: two invocations can both find no
+/// build running and both start one. Read again after its start, the later build yields: it is
+/// cancelled, and its change waits for the first build's follow-up.
+#[tokio::test]
+async fn two_handlers_that_both_start_a_build_leave_one_running() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    // As in the race above: version 1.0.1 knows both images, so each racer keeps the other's
+    // old digest and their manifests differ.
+    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
+    )
+    .await
+    .unwrap();
+    s.bench
+        .emulator
+        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
+        .unwrap();
+    let web = s.push("team/web", "v42", "web 2").await.unwrap();
+    let api = s.push("team/api", "v7", "api 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+    // Both list the pipeline's builds (none running) before either start lands.
+    s.bench.emulator.inject(Fault::slow(
+        "CreateComponent",
+        Duration::from_millis(300),
+        2,
+    ));
+    s.bench.emulator.inject(Fault::slow(
+        "StartImagePipelineExecution",
+        Duration::from_millis(1500),
+        2,
+    ));
+    let (a, b) = tokio::join!(
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))])
+        ),
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))])
+        ),
+    );
+    let (a, b): (Summary, Summary) = (a.expect("no error"), b.expect("no error"));
+    let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
+    assert_eq!(starts.len(), 2, "both started: the race this test is about");
+
+    let cancels = successful(s.bench.emulator.requests_of("CancelImageCreation"));
+    assert_eq!(cancels.len(), 1, "exactly one yields");
+    let mut outcomes = [a.outcome, b.outcome];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        [Outcome::BuildStarted, Outcome::QueuedBehindRunningBuild]
+    );
+    assert_eq!(
+        a.image_build_version_arn, b.image_build_version_arn,
+        "the one that yielded names the build that goes on"
+    );
+    let images = s
+        .imagebuilder
+        .list_image_pipeline_images()
+        .image_pipeline_arn(s.common.config.pipeline.as_str())
+        .send()
+        .await
+        .unwrap();
+    let statuses: Vec<(String, String)> = images
+        .image_summary_list()
+        .iter()
+        .map(|i| {
+            (
+                i.arn().unwrap_or_default().to_owned(),
+                i.state()
+                    .and_then(|s| s.status())
+                    .unwrap()
+                    .as_str()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let running: Vec<&(String, String)> =
+        statuses.iter().filter(|(_, s)| s == "BUILDING").collect();
+    assert_eq!(running.len(), 1, "{statuses:?}");
+    assert_eq!(
+        Some(running[0].0.as_str()),
+        a.image_build_version_arn.as_deref(),
+        "the first build started goes on"
+    );
+    assert!(
+        statuses.iter().any(|(_, s)| s == "CANCELLED"),
+        "{statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_and_succeed() {
     let s = scenario(&["team/web:v42"]).await;
