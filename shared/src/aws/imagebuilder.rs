@@ -26,6 +26,14 @@ fn returned_arn(what: &'static str, text: &str) -> Result<ImageBuilderArn, Prepu
     })
 }
 
+/// Get calls answer `"tags": {}` for an untagged resource, and a tag map sent back must hold 1
+/// to 50 entries: an empty map goes back as no map at all.
+fn non_empty<K, V>(
+    tags: Option<std::collections::HashMap<K, V>>,
+) -> Option<std::collections::HashMap<K, V>> {
+    tags.filter(|t| !t.is_empty())
+}
+
 /// Reads a status AWS returned.
 fn returned_status(
     what: &'static str,
@@ -296,12 +304,12 @@ pub async fn apply_recipe_change(
             .set_components(Some(components.clone()))
             .set_parent_image(recipe.parent_image().map(str::to_owned))
             .set_block_device_mappings(recipe.block_device_mappings.clone())
-            .set_tags(recipe.tags.clone())
+            .set_tags(non_empty(recipe.tags.clone()))
             .set_working_directory(recipe.working_directory().map(str::to_owned))
             .set_additional_instance_configuration(
                 recipe.additional_instance_configuration().cloned(),
             )
-            .set_ami_tags(recipe.ami_tags.clone())
+            .set_ami_tags(non_empty(recipe.ami_tags.clone()))
             .client_token(client_token("r", &version.to_string(), manifest_hash))
             .send()
             .await;
@@ -365,7 +373,7 @@ pub async fn apply_recipe_change(
         .set_workflows(pipeline.workflows.clone())
         .set_logging_configuration(pipeline.logging_configuration().cloned())
         .set_execution_role(pipeline.execution_role().map(str::to_owned))
-        .set_image_tags(pipeline.image_tags.clone())
+        .set_image_tags(non_empty(pipeline.image_tags.clone()))
         .client_token(client_token("p", &version.to_string(), manifest_hash))
         .send()
         .await

@@ -194,6 +194,17 @@ fn version_key(resource: &Value) -> (semver::Version, u64) {
 }
 
 /// Copies the listed fields that are present in `params` into `into`.
+/// A resource as the Get calls return it: "tags" is `{}` for an untagged resource, never
+/// missing (GetComponent, GetImageRecipe, GetImagePipeline and GetImage answer so, and the
+/// SDKs read it as an empty map).
+fn as_got(resource: &Value) -> Value {
+    let mut resource = resource.clone();
+    if let Value::Object(map) = &mut resource {
+        map.entry("tags").or_insert_with(|| json!({}));
+    }
+    resource
+}
+
 fn copy_fields(params: &Value, into: &mut Map<String, Value>, fields: &[&str]) {
     for field in fields {
         if let Some(value) = params.get(*field).filter(|v| !v.is_null()) {
@@ -510,7 +521,7 @@ impl ImageBuilder {
     fn get_component(&self, params: &Value) -> Result<Value, ApiError> {
         let arn = required(params, "componentBuildVersionArn")?;
         let component = self.resolve_component(arn)?;
-        Ok(json!({"component": component}))
+        Ok(json!({"component": as_got(component)}))
     }
 
     fn list_components(&self, context: &Context, params: &Value) -> Result<Value, ApiError> {
@@ -758,7 +769,7 @@ impl ImageBuilder {
 
     fn get_image_recipe(&self, params: &Value) -> Result<Value, ApiError> {
         let arn = required(params, "imageRecipeArn")?;
-        Ok(json!({"imageRecipe": self.resolve_recipe(arn)?}))
+        Ok(json!({"imageRecipe": as_got(self.resolve_recipe(arn)?)}))
     }
 
     // ---- infrastructure and distribution ----------------------------------------------------
@@ -920,7 +931,9 @@ impl ImageBuilder {
 
     fn get_image_pipeline(&self, params: &Value) -> Result<Value, ApiError> {
         let arn = required(params, "imagePipelineArn")?;
-        Ok(json!({"imagePipeline": Self::find_by_arn(&self.pipelines, arn, "image pipeline")?}))
+        Ok(
+            json!({"imagePipeline": as_got(Self::find_by_arn(&self.pipelines, arn, "image pipeline")?)}),
+        )
     }
 
     /// UpdateImagePipeline replaces the whole definition: a field left out is cleared.
@@ -1099,7 +1112,7 @@ impl ImageBuilder {
 
     fn get_image(&self, params: &Value) -> Result<Value, ApiError> {
         let arn = required(params, "imageBuildVersionArn")?;
-        Ok(json!({"image": self.images[self.image_index(arn)?]}))
+        Ok(json!({"image": as_got(&self.images[self.image_index(arn)?])}))
     }
 
     fn list_image_pipeline_images(&self, params: &Value) -> Result<Value, ApiError> {
