@@ -873,3 +873,19 @@ async fn a_pinned_recipe_whose_next_version_exists_moves_to_the_one_after() {
     );
     assert_eq!(summary.outcome, Outcome::BuildStarted);
 }
+
+/// A multi-platform manifest list is pushed by digest, and its event has no `image-tag` field
+/// at all: ignored like an empty tag, not rejected into the dead-letter queue.
+#[tokio::test]
+async fn a_push_without_an_image_tag_field_is_ignored_not_rejected() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let mut event = push_event("e-list", "team/web", "v42", &digest, &at(0));
+    event["detail"].as_object_mut().unwrap().remove("image-tag");
+    let summary = handle(&s.common, sqs_batch(&[event])).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::Ignored);
+    assert!(summary.batch_item_failures.is_empty(), "{summary:?}");
+    assert_eq!(summary.ignored.len(), 1);
+    assert!(summary.ignored[0].reason.contains("push by digest"));
+    assert!(s.bench.emulator.requests().is_empty(), "no AWS call");
+}

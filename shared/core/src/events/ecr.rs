@@ -216,7 +216,12 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
                 source,
             }
         })?;
-    let tag = text(detail, "image-tag", "detail.image-tag")?;
+    // A multi-platform manifest list is pushed by digest, and its event carries no
+    // `image-tag` at all: the same as an empty one. A tag that is there must be a string.
+    let tag = match detail.get("image-tag") {
+        None | Some(Value::Null) => "",
+        Some(_) => text(detail, "image-tag", "detail.image-tag")?,
+    };
     let tag = if tag.is_empty() {
         None
     } else {
@@ -321,6 +326,7 @@ mod tests {
                 },
             ),
             (json!({"image-tag": ""}), Ignored::PushByDigestOnly),
+            (json!({"image-tag": null}), Ignored::PushByDigestOnly),
             (
                 json!({"repository-name": "team/other"}),
                 Ignored::NotWatched {
@@ -340,6 +346,23 @@ mod tests {
                 Record::Ignored(expected)
             );
         }
+    }
+
+    #[test]
+    fn a_push_without_an_image_tag_field_is_a_push_by_digest() {
+        let mut event = push(&json!({}));
+        event["detail"].as_object_mut().unwrap().remove("image-tag");
+        assert_eq!(
+            classify(&event, &watched()),
+            Record::Ignored(Ignored::PushByDigestOnly)
+        );
+        event["detail"]["image-tag"] = json!(42);
+        assert!(matches!(
+            classify(&event, &watched()),
+            Record::Rejected(Rejected::Missing {
+                field: "detail.image-tag"
+            })
+        ));
     }
 
     #[test]
