@@ -304,6 +304,21 @@ impl ImageBuilderArn {
             && self.region == other.region
             && self.account == other.account
     }
+
+    /// Why `other` is none of this resource's business: it lives in another partition, region
+    /// or account. `None` when it shares this one's home.
+    pub fn foreign(&self, other: &ImageBuilderArn) -> Option<String> {
+        let differs = [
+            ("partition", self.partition(), other.partition()),
+            ("region", self.region(), other.region()),
+            ("account", self.account(), other.account()),
+        ]
+        .into_iter()
+        .filter(|(_, ours, theirs)| ours != theirs)
+        .map(|(what, ours, theirs)| format!("{what} {theirs}, not {ours}"))
+        .collect::<Vec<_>>();
+        (!differs.is_empty()).then(|| format!("{other} is in {}", differs.join(", ")))
+    }
 }
 
 impl fmt::Display for ImageBuilderArn {
@@ -494,5 +509,37 @@ mod tests {
         );
         assert_eq!(next.build(), None);
         assert!(next.same_home(&build));
+        assert_eq!(build.foreign(&next), None);
+        let pipeline = ImageBuilderArn::pipeline(
+            "arn:aws:imagebuilder:us-east-1:123456789012:image-pipeline/prepull",
+        )
+        .unwrap();
+        for (image, expected) in [
+            (
+                "arn:aws:imagebuilder:us-east-1:123456789012:image/r/1.0.0/1",
+                None,
+            ),
+            (
+                "arn:aws:imagebuilder:eu-west-1:123456789012:image/r/1.0.0/1",
+                Some("region eu-west-1, not us-east-1"),
+            ),
+            (
+                "arn:aws:imagebuilder:us-east-1:210987654321:image/r/1.0.0/1",
+                Some("account 210987654321, not 123456789012"),
+            ),
+            (
+                "arn:aws-cn:imagebuilder:cn-north-1:123456789012:image/r/1.0.0/1",
+                Some("partition aws-cn, not aws, region cn-north-1, not us-east-1"),
+            ),
+        ] {
+            let reason = pipeline.foreign(&ImageBuilderArn::parse(image).unwrap());
+            assert_eq!(
+                reason
+                    .as_deref()
+                    .map(|r| r.rsplit(" is in ").next().unwrap()),
+                expected,
+                "{image}"
+            );
+        }
     }
 }

@@ -987,3 +987,59 @@ async fn malformed_and_hostile_events_are_refused_with_no_call() {
     }
     assert!(f.s.bench.emulator.requests().is_empty());
 }
+
+/// An event or a republish about an image of another account, region or partition is none of
+/// this pipeline's business: ignored with the reason (or, from an operator, refused), and it
+/// costs no AWS call.
+#[tokio::test]
+async fn an_image_outside_this_pipelines_home_costs_no_call() {
+    let f = fleet("replace").await;
+    let (image, event) = finished(&f, "web 2", "AVAILABLE").await;
+    f.s.bench.emulator.clear_requests();
+    let homes = [
+        (
+            "us-east-1:123456789012",
+            "us-east-1:210987654321",
+            "account 210987654321",
+        ),
+        (
+            "us-east-1:123456789012",
+            "eu-west-1:123456789012",
+            "region eu-west-1",
+        ),
+        (
+            "aws:imagebuilder:us-east-1",
+            "aws-cn:imagebuilder:cn-north-1",
+            "partition aws-cn",
+        ),
+    ];
+    for (ours, theirs, why) in homes {
+        let foreign = image.replace(ours, theirs);
+        let mut elsewhere = event.clone();
+        elsewhere["resources"][0] = json!(foreign);
+        let summary = run(&f, elsewhere).await;
+        assert_eq!(summary.outcome, Outcome::Ignored, "{foreign}");
+        assert!(
+            summary.reason.as_deref().unwrap_or_default().contains(why),
+            "{:?}",
+            summary.reason
+        );
+        let error = handle(
+            &f.s.common,
+            &f.settings,
+            json!({"action": "republish", "image": foreign}),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(error, prepull::PrepullError::InvalidInput(_))
+                && error.to_string().contains(why),
+            "{error}"
+        );
+    }
+    assert!(
+        f.s.bench.emulator.requests().is_empty(),
+        "no AWS call at all"
+    );
+}

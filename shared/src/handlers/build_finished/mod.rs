@@ -145,6 +145,11 @@ async fn republish(
     dry_run: bool,
     deadline: Instant,
 ) -> Result<Summary, PrepullError> {
+    if let Some(reason) = common.config.pipeline.foreign(&image_arn) {
+        return Err(PrepullError::InvalidInput(format!(
+            "cannot republish: {reason}; prepull publishes only its own pipeline's images"
+        )));
+    }
     let image = get_image(&common.clients.imagebuilder, &image_arn).await?;
     if image.status != BuildStatus::Available {
         return Err(PrepullError::InvalidInput(format!(
@@ -183,6 +188,14 @@ async fn state_change(
         status,
         reason,
     } = change;
+    // An event about another account's, region's or partition's image costs no AWS call and
+    // is no error: nothing is retried or sent to a dead-letter queue.
+    if let Some(reason) = common.config.pipeline.foreign(&image_arn) {
+        tracing::info!(image = %image_arn, reason = %reason, "not this pipeline's home; ignored");
+        let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
+        summary.reason = Some(reason);
+        return Ok(summary);
+    }
     if !status.is_finished() {
         tracing::info!(image = %image_arn, status = %status, "not a terminal state; ignored");
         let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
