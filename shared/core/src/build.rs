@@ -253,6 +253,22 @@ pub fn yields_to<'a>(
         .min_by_key(|b| start_order(&b.arn))
 }
 
+/// The newest AVAILABLE build that started after `ours`, if any: an AVAILABLE event for `ours`
+/// then comes late (events arrive in any order, and a failed invocation is retried minutes
+/// later), and publishing it would put an older AMI over a newer one. Decided from Image
+/// Builder's own facts, the builds' versions and build numbers, whether or not the newer one
+/// was published yet.
+pub fn newer_available<'a>(
+    ours: &ImageBuilderArn,
+    listed: &'a [BuildSummary],
+) -> Option<&'a BuildSummary> {
+    listed
+        .iter()
+        .filter(|b| b.status == BuildStatus::Available && b.arn != *ours)
+        .filter(|b| start_order(&b.arn) > start_order(ours))
+        .max_by_key(|b| start_order(&b.arn))
+}
+
 /// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
 pub fn started_build(arn: ImageBuilderArn, listed: &[BuildSummary]) -> StartedBuild {
     match listed.iter().find(|build| build.arn == arn) {
@@ -600,5 +616,26 @@ mod tests {
             None,
             "only running builds count"
         );
+    }
+
+    #[test]
+    fn a_build_is_superseded_only_by_a_newer_available_one() {
+        use BuildStatus::{Available, Building, Failed};
+        let summary = |build: u32, status: BuildStatus| image(build, status, None);
+        let listed = [
+            summary(3, Available),
+            summary(4, Failed),
+            summary(5, Available),
+            summary(6, Building),
+        ];
+        let newer = |ours: u32| newer_available(&arn(ours), &listed).map(|b| b.arn.clone());
+        assert_eq!(newer(3), Some(arn(5)), "the newest of the newer ones");
+        assert_eq!(newer(4), Some(arn(5)));
+        assert_eq!(
+            newer(5),
+            None,
+            "a failed or running later build supersedes nothing"
+        );
+        assert_eq!(newer(7), None);
     }
 }

@@ -312,10 +312,8 @@ async fn a_late_event_for_a_replaced_build_publishes_nothing() {
     let newest = run(&f, newer).await;
     f.s.bench.emulator.clear_requests();
     let late = run(&f, older).await;
-    assert_eq!(
-        late.parameters.iter().map(|p| p.action).collect::<Vec<_>>(),
-        ["superseded", "superseded"]
-    );
+    assert_eq!(late.outcome, Outcome::Superseded, "a newer build is AVAILABLE");
+    assert!(late.parameters.is_empty());
     assert!(late.refreshes.is_empty());
     assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
     assert_eq!(
@@ -1042,4 +1040,66 @@ async fn an_image_outside_this_pipelines_home_costs_no_call() {
         f.s.bench.emulator.requests().is_empty(),
         "no AWS call at all"
     );
+}
+
+/// Events arrive in any order: the newer build's AVAILABLE first, the older one's later (a
+/// retried invocation, a redriven failure). The older build never replaces the newer, whether
+/// or not it was ever published; a BUILDING event after AVAILABLE changes nothing.
+#[tokio::test]
+async fn an_older_build_never_replaces_a_newer_one() {
+    let f = fleet("replace").await;
+    let (older, older_event) = finished(&f, "web 2", "AVAILABLE").await;
+    let (newer, newer_event) = finished(&f, "web 3", "AVAILABLE").await;
+
+    let published = run(&f, newer_event).await;
+    assert_eq!(published.outcome, Outcome::Published);
+    let newest_ami = ami_in(&published, "us-east-1").to_owned();
+    let version = parameter_in(&f, "us-east-1").await.version();
+
+    f.s.bench.emulator.clear_requests();
+    let late = run(&f, older_event.clone()).await;
+    assert_eq!(late.outcome, Outcome::Superseded);
+    assert_eq!(late.image.as_deref(), Some(older.as_str()));
+    assert!(
+        late.reason.as_deref().unwrap_or_default().contains(&newer),
+        "{:?}",
+        late.reason
+    );
+    assert!(late.parameters.is_empty() && late.refreshes.is_empty());
+    assert!(
+        !mutating(&f)
+            .iter()
+            .any(|op| op != "StartImagePipelineExecution"),
+        "nothing published, no refresh started or cancelled: {:?}",
+        mutating(&f)
+    );
+    let parameter = parameter_in(&f, "us-east-1").await;
+    assert_eq!(parameter.value(), Some(newest_ami.as_str()));
+    assert_eq!(parameter.version(), version);
+
+    // The same late event again, and a BUILDING event for the newer build after its AVAILABLE.
+    assert_eq!(run(&f, older_event).await.outcome, Outcome::Superseded);
+    // `previous-state` may be missing, too.
+    let mut stale = state_change_event(&newer);
+    stale["detail"]["state"]["status"] = json!("BUILDING");
+    stale["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("previous-state");
+    assert_eq!(run(&f, stale).await.outcome, Outcome::Ignored);
+    assert_eq!(
+        parameter_in(&f, "us-east-1").await.value(),
+        Some(newest_ami.as_str())
+    );
+}
+
+/// An "EC2 Image Builder Image State Change" event for `image`, as EventBridge delivers it.
+fn state_change_event(image: &str) -> Value {
+    json!({
+        "version": "0", "id": "a1b2c3d4-0000-0000-0000-000000000000",
+        "detail-type": "EC2 Image Builder Image State Change", "source": "aws.imagebuilder",
+        "account": "123456789012", "time": "2026-11-11T09:41:07Z", "region": "us-east-1",
+        "resources": [image],
+        "detail": {"previous-state": {"status": "INTEGRATING"}, "state": {"status": "AVAILABLE"}},
+    })
 }

@@ -15,7 +15,7 @@ mod rollback;
 use std::time::Instant;
 
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildStatus, FollowUp};
+use prepull_core::build::{BuildStatus, FollowUp, newer_available};
 use prepull_core::events::imagebuilder::StateChange;
 use prepull_core::events::operator::{BuildFinishedRequest, read_build_finished_request};
 use prepull_core::parameter::{ParameterAction, RegionalAmi, Supersede};
@@ -26,7 +26,7 @@ use serde_json::Value;
 pub use prepull_core::config::{FleetSettings, InProgress};
 pub use prepull_core::parameter::build_label;
 
-use crate::aws::imagebuilder::{ImageFacts, get_image};
+use crate::aws::imagebuilder::{ImageFacts, get_image, list_builds};
 use crate::common::Common;
 use crate::error::PrepullError;
 use publish::{OtherRegions, Publish, publish_and_refresh};
@@ -36,6 +36,8 @@ use publish::{OtherRegions, Publish, publish_and_refresh};
 pub enum Outcome {
     Published,
     AlreadyPublished,
+    /// A newer build is AVAILABLE: this late event publishes nothing and refreshes nothing.
+    Superseded,
     BuildFailed,
     Ignored,
     RolledBack,
@@ -213,7 +215,22 @@ async fn state_change(
         ));
         return Ok(summary);
     }
-    let mut summary = if status == BuildStatus::Available {
+    let newer = if status == BuildStatus::Available {
+        let builds = list_builds(
+            &common.clients.imagebuilder,
+            common.config.pipeline.as_str(),
+        )
+        .await?;
+        newer_available(&image_arn, &builds).map(|b| b.arn.clone())
+    } else {
+        None
+    };
+    let mut summary = if let Some(newer) = newer {
+        tracing::warn!(image = %image_arn, newer = %newer, "a newer build is AVAILABLE; this late event publishes nothing");
+        let mut summary = Summary::new(Outcome::Superseded, false, Some(image_arn));
+        summary.reason = Some(format!("{newer} is newer and AVAILABLE"));
+        summary
+    } else if status == BuildStatus::Available {
         require_amis(&image_arn, &image.amis)?;
         let label = build_label(image_arn.as_str());
         let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
