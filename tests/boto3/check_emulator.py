@@ -116,8 +116,16 @@ def check_autoscaling():
 
 def check_moto_services():
     ssm = boto3.client("ssm")
-    ssm.put_parameter(Name="/prepull/ami-id", Value="ami-0123456789abcdef0", Type="String", DataType="aws:ec2:image")
-    assert ssm.get_parameter(Name="/prepull/ami-id")["Parameter"]["Value"] == "ami-0123456789abcdef0"
+    ec2 = boto3.client("ec2")
+    ami = ec2.register_image(Name="boto-node", RootDeviceName="/dev/sda1")["ImageId"]
+    ssm.put_parameter(Name="/prepull/ami-id", Value=ami, Type="String", DataType="aws:ec2:image")
+    assert ssm.get_parameter(Name="/prepull/ami-id")["Parameter"]["Value"] == ami
+    # An AMI EC2 does not know: the write answers with a version that never appears.
+    version = ssm.put_parameter(
+        Name="/prepull/ami-id", Value="ami-0123456789abcdef0", Type="String", DataType="aws:ec2:image", Overwrite=True
+    )["Version"]
+    assert version == 2, version
+    assert ssm.get_parameter(Name="/prepull/ami-id")["Parameter"]["Value"] == ami
     ecr = boto3.client("ecr")
     ecr.create_repository(repositoryName="team/web")
     assert [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]] == ["team/web"]

@@ -25,7 +25,6 @@ pub const DEFAULT_IMAGES: &str =
 /// Stands in for the public EKS-optimized Windows Server 2022 parameter, which only AWS can
 /// write: the recipe's parent image is `ssm:` this.
 pub const PARENT_PARAMETER: &str = "/prepull/demo/windows-server-2022-eks-ami";
-pub const PARENT_AMI: &str = "ami-0a1b2c3d4e5f60001";
 pub const AMI_PARAMETER: &str = "/prepull/ami-id";
 pub const GROUP: &str = "windows-nodes";
 pub const LAUNCH_TEMPLATE: &str = "prepull-windows-nodes";
@@ -329,11 +328,16 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
         let digest = push_image(&ecr, repository, tag, &format!("{repository}:{tag}#1")).await?;
         writeln!(out, "  ECR          {repository}:{tag} = {digest}")?;
     }
-    put_parameter(&ssm, PARENT_PARAMETER, PARENT_AMI, "text").await?;
-    put_parameter(&ssm, AMI_PARAMETER, PARENT_AMI, "aws:ec2:image").await?;
+    // The parent image is an AMI EC2 knows: Parameter Store validates `aws:ec2:image` values.
+    let parent_ami = bench
+        .emulator
+        .register_ami(&bench.emulator.config().region, "windows-server-2022-parent")
+        .await?;
+    put_parameter(&ssm, PARENT_PARAMETER, &parent_ami, "text").await?;
+    put_parameter(&ssm, AMI_PARAMETER, &parent_ami, "aws:ec2:image").await?;
     writeln!(
         out,
-        "  SSM          {PARENT_PARAMETER} = {PARENT_AMI} (the parent image), {AMI_PARAMETER} = {PARENT_AMI}"
+        "  SSM          {PARENT_PARAMETER} = {parent_ami} (the parent image), {AMI_PARAMETER} = {parent_ami}"
     )?;
     create_launch_template(bench).await?;
     seed_group_with_template(&autoscaling, GROUP, LAUNCH_TEMPLATE).await?;

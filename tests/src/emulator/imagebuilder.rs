@@ -260,9 +260,29 @@ pub struct ImageBuilder {
     /// How many of the newest component builds ListComponents does not show yet: AWS
     /// documents that new components can take a while to appear there.
     pub list_lag: usize,
+    /// AMIs deregistered since their image distributed them.
+    deregistered: Vec<String>,
 }
 
 impl ImageBuilder {
+    /// Whether an image of this service distributed `ami` to `region`, and it still exists.
+    pub fn distributed_ami(&self, region: &str, ami: &str) -> bool {
+        !self.deregistered.iter().any(|d| d == ami)
+            && self.images.iter().any(|image| {
+                image["outputResources"]["amis"]
+                    .as_array()
+                    .is_some_and(|amis| {
+                        amis.iter()
+                            .any(|a| a["region"] == region && a["image"] == ami)
+                    })
+            })
+    }
+
+    /// Deregisters an AMI one of this service's images distributed.
+    pub fn deregister_ami(&mut self, ami: &str) {
+        self.deregistered.push(ami.to_owned());
+    }
+
     /// A fresh service, holding only the AWS-managed components a recipe may reference.
     pub fn new(context: &Context) -> Self {
         let mut service = Self::default();
@@ -361,6 +381,7 @@ impl ImageBuilder {
             idempotency: HashMap::new(),
             events: Vec::new(),
             list_lag: 0,
+            deregistered: Vec::new(),
         };
         scratch.dispatch(context, operation, params).map(|_| ())
     }

@@ -512,6 +512,44 @@ impl Emulator {
         lock(&self.inner.services).autoscaling.cancel_delay = delay;
     }
 
+    /// Deregisters an AMI the emulated Image Builder distributed: EC2 no longer knows it, so
+    /// Parameter Store's `aws:ec2:image` validation drops a write of it.
+    pub fn deregister_ami(&self, ami: &str) {
+        lock(&self.inner.services).imagebuilder.deregister_ami(ami);
+    }
+
+    /// Registers an AMI in moto's EC2 in `region` and returns its ID: a value Parameter
+    /// Store's `aws:ec2:image` validation accepts.
+    pub async fn register_ami(&self, region: &str, name: &str) -> anyhow::Result<String> {
+        let moto_url = self
+            .inner
+            .config
+            .moto_url
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("registering an AMI needs moto"))?;
+        let body = self
+            .inner
+            .http
+            .post(format!("{moto_url}/"))
+            .header(header::AUTHORIZATION, moto_authorization("ec2", region))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!(
+                "Action=RegisterImage&Version=2016-11-15&Name={name}&RootDeviceName=%2Fdev%2Fsda1&Architecture=x86_64"
+            ))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        body.split("<imageId>")
+            .nth(1)
+            .and_then(|rest| rest.split("</imageId>").next())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                anyhow::anyhow!("moto's RegisterImage answered without an imageId: {body}")
+            })
+    }
+
     /// How long a new refresh stays `Pending` (1 s unless set).
     pub fn set_refresh_pending_delay(&self, delay: Duration) {
         lock(&self.inner.services).autoscaling.pending_delay = delay;
@@ -768,11 +806,108 @@ async fn handle(
                 }
             }
         }
+        Service::Ssm if operation == "PutParameter" && params["DataType"] == "aws:ec2:image" => {
+            let region = signing_region(&headers).unwrap_or_else(|| inner.config.region.clone());
+            let ami = params["Value"].as_str().unwrap_or_default().to_owned();
+            if inner.ami_exists(&region, &ami).await {
+                return proxy_to_moto(
+                    &inner, service, operation, params, method, uri, headers, body,
+                )
+                .await;
+            }
+            // "Parameter Store validates the parameter value asynchronously … If the AMI ID
+            // isn't valid, the parameter isn't created or updated" (Systems Manager User Guide,
+            // "Native parameter support for Amazon Machine Image IDs"): the call answers 200 with
+            // the version it would have been, and that version never appears.
+            let name = params["Name"].as_str().unwrap_or_default();
+            let version = inner.moto_parameter_version(&region, name).await + 1;
+            inner.record(service, &operation, params, StatusCode::OK, None, false);
+            (
+                [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+                json!({"Version": version, "Tier": "Standard"}).to_string(),
+            )
+                .into_response()
+        }
         Service::Ssm | Service::Ecr | Service::Ec2 => {
             proxy_to_moto(
                 &inner, service, operation, params, method, uri, headers, body,
             )
             .await
+        }
+    }
+}
+
+/// The region a request was signed for.
+fn signing_region(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|credential| credential.split('/').nth(2))
+        .map(str::to_owned)
+}
+
+/// An Authorization header moto accepts for `service` in `region` (moto reads only the scope).
+fn moto_authorization(service: &str, region: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20261130/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    )
+}
+
+impl Inner {
+    /// Whether EC2 knows the AMI in `region`: one the emulated Image Builder distributed and
+    /// nobody deregistered, or one moto's EC2 describes.
+    async fn ami_exists(&self, region: &str, ami: &str) -> bool {
+        if lock(&self.services)
+            .imagebuilder
+            .distributed_ami(region, ami)
+        {
+            return true;
+        }
+        let Some(moto_url) = &self.config.moto_url else {
+            return false;
+        };
+        let response = self
+            .http
+            .post(format!("{moto_url}/"))
+            .header(header::AUTHORIZATION, moto_authorization("ec2", region))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!(
+                "Action=DescribeImages&Version=2016-11-15&ImageId.1={ami}"
+            ))
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => response
+                .text()
+                .await
+                .is_ok_and(|body| body.contains(&format!("<imageId>{ami}</imageId>"))),
+            _ => false,
+        }
+    }
+
+    /// The parameter's current version in moto, 0 when it does not exist.
+    async fn moto_parameter_version(&self, region: &str, name: &str) -> i64 {
+        let Some(moto_url) = &self.config.moto_url else {
+            return 0;
+        };
+        let response = self
+            .http
+            .post(format!("{moto_url}/"))
+            .header(header::AUTHORIZATION, moto_authorization("ssm", region))
+            .header("x-amz-target", "AmazonSSM.GetParameter")
+            .header(header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .body(json!({"Name": name}).to_string())
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|body| body["Parameter"]["Version"].as_i64())
+                .unwrap_or(0),
+            _ => 0,
         }
     }
 }

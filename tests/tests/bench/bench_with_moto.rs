@@ -7,6 +7,68 @@ use aws_sdk_ssm::types::ParameterType;
 use prepull_bench::bench::Bench;
 use prepull_bench::emulator::{Fault, FaultKind, Service};
 
+/// Parameter Store validates an `aws:ec2:image` value after it answers: a value EC2 does not
+/// know gets a version number, and that version is never written.
+#[tokio::test]
+async fn an_ami_ec2_does_not_know_is_answered_and_never_written() {
+    let bench = Bench::start().await.unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&bench.sdk_config().await);
+    let known = bench
+        .emulator
+        .register_ami("us-east-1", "windows-node")
+        .await
+        .unwrap();
+    let put = |value: String| {
+        ssm.put_parameter()
+            .name("/prepull/ami-id")
+            .value(value)
+            .r#type(ParameterType::String)
+            .data_type("aws:ec2:image")
+            .overwrite(true)
+            .send()
+    };
+    assert_eq!(put(known.clone()).await.unwrap().version(), 1);
+    let unknown = put("ami-0123456789abcdef0".to_owned()).await.unwrap();
+    assert_eq!(unknown.version(), 2, "HTTP 200 and a version number");
+    let current = ssm
+        .get_parameter()
+        .name("/prepull/ami-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            current.parameter().unwrap().value(),
+            current.parameter().unwrap().version()
+        ),
+        (Some(known.as_str()), 1),
+        "the version was never written"
+    );
+    let missing = ssm
+        .get_parameter()
+        .name("/prepull/ami-id:2")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing.is_parameter_version_not_found(), "{missing:?}");
+    // A String parameter without the data type is not checked.
+    ssm.put_parameter()
+        .name("/prepull/plain")
+        .value("ami-0123456789abcdef0")
+        .r#type(ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        ssm.get_parameter()
+            .name("/prepull/plain")
+            .send()
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test]
 async fn ssm_goes_through_to_moto_and_is_logged_and_faultable() {
     let bench = Bench::start().await.unwrap();
@@ -20,13 +82,18 @@ async fn ssm_goes_through_to_moto_and_is_logged_and_faultable() {
             .build(),
     );
 
+    let ami = bench
+        .emulator
+        .register_ami("us-east-1", "windows-node")
+        .await
+        .unwrap();
     bench
         .emulator
         .inject(Fault::new("PutParameter", FaultKind::Throttle, 1));
     let put = ssm
         .put_parameter()
         .name("/prepull/ami-id")
-        .value("ami-0123456789abcdef0")
+        .value(&ami)
         .r#type(ParameterType::String)
         .data_type("aws:ec2:image")
         .overwrite(true)
@@ -47,10 +114,7 @@ async fn ssm_goes_through_to_moto_and_is_logged_and_faultable() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        got.parameter().unwrap().value(),
-        Some("ami-0123456789abcdef0")
-    );
+    assert_eq!(got.parameter().unwrap().value(), Some(ami.as_str()));
     let history = ssm
         .get_parameter_history()
         .name("/prepull/ami-id")

@@ -38,7 +38,15 @@ async fn boto3_drives_every_emulated_service() {
         by_service(Service::Imagebuilder) >= 12 && by_service(Service::Autoscaling) == 6,
         "{log:#?}"
     );
-    assert_eq!(by_service(Service::Ssm) + by_service(Service::Ecr), 4);
+    assert_eq!(
+        (
+            by_service(Service::Ssm),
+            by_service(Service::Ecr),
+            by_service(Service::Ec2)
+        ),
+        (4, 2, 1),
+        "two writes and two reads of the parameter, the repository, the registered AMI"
+    );
     let mismatch = log
         .iter()
         .find(|r| r.error_code.as_deref() == Some("IdempotentParameterMismatchException"))

@@ -312,7 +312,11 @@ async fn a_late_event_for_a_replaced_build_publishes_nothing() {
     let newest = run(&f, newer).await;
     f.s.bench.emulator.clear_requests();
     let late = run(&f, older).await;
-    assert_eq!(late.outcome, Outcome::Superseded, "a newer build is AVAILABLE");
+    assert_eq!(
+        late.outcome,
+        Outcome::Superseded,
+        "a newer build is AVAILABLE"
+    );
     assert!(late.parameters.is_empty());
     assert!(late.refreshes.is_empty());
     assert!(mutating(&f).is_empty(), "{:?}", mutating(&f));
@@ -651,9 +655,16 @@ async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
     let f = fleet("replace").await;
     // The template initialises the parameter with the parent AMI, in the home region.
     let home = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
+    let parent = f
+        .s
+        .bench
+        .emulator
+        .register_ami("us-east-1", "windows-parent")
+        .await
+        .unwrap();
     home.put_parameter()
         .name("/prepull/ami-id")
-        .value("ami-0parent000000001")
+        .value(&parent)
         .r#type(aws_sdk_ssm::types::ParameterType::String)
         .data_type("aws:ec2:image")
         .send()
@@ -679,11 +690,7 @@ async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
             .iter()
             .map(|p| (p.region.as_str(), p.ami.as_str(), p.action))
             .collect::<Vec<_>>(),
-        [(
-            "us-east-1",
-            "ami-0parent000000001",
-            ParameterAction::Written
-        )]
+        [("us-east-1", parent.as_str(), ParameterAction::Written)]
     );
     assert_eq!(
         parameter_in(&f, "eu-west-1").await.value(),
@@ -817,11 +824,18 @@ async fn a_parameter_at_ssms_hundred_versions_keeps_taking_new_amis() {
     let f = fleet_in("replace", &["us-east-1"]).await;
     let ssm = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
     // 100 labelled versions, as a hundred earlier builds would leave them.
+    let earlier = f
+        .s
+        .bench
+        .emulator
+        .register_ami("us-east-1", "windows-earlier")
+        .await
+        .unwrap();
     for n in 1..=100 {
         let version = ssm
             .put_parameter()
             .name("/prepull/ami-id")
-            .value(format!("ami-{n:017x}"))
+            .value(&earlier)
             .r#type(aws_sdk_ssm::types::ParameterType::String)
             .data_type("aws:ec2:image")
             .overwrite(true)
