@@ -37,6 +37,18 @@ pub enum PrepullError {
     Unexpected { what: &'static str, detail: String },
     #[error("gave up after {attempts} attempts: {what} kept changing under concurrent writers")]
     Contention { what: &'static str, attempts: u32 },
+    /// Parameter Store answered a write of an `aws:ec2:image` value with a version that never
+    /// appeared: its asynchronous validation refused the AMI (deregistered, not in that region,
+    /// not available yet). Nothing was labelled and no group refreshed onto it.
+    #[error(
+        "{parameter} in {region}: version {version} with {ami} was never written; Parameter Store's aws:ec2:image validation refused the AMI (EC2 may not have it in {region})"
+    )]
+    ValueNotAccepted {
+        parameter: String,
+        region: String,
+        ami: String,
+        version: i64,
+    },
     /// An instance refresh that failed in a way a retry can fix. The other groups' outcomes
     /// are in the logs; Lambda retries the invocation, which finds what is already done.
     #[error("instance refresh of {group} failed: {message}")]
@@ -54,7 +66,10 @@ impl PrepullError {
     pub fn is_retryable(&self) -> bool {
         match self {
             PrepullError::Aws { retryable, .. } => *retryable,
-            PrepullError::Contention { .. } | PrepullError::RefreshFailed { .. } => true,
+            // An AMI can take a moment to be visible in a region; a retry reads again.
+            PrepullError::Contention { .. }
+            | PrepullError::RefreshFailed { .. }
+            | PrepullError::ValueNotAccepted { .. } => true,
             _ => false,
         }
     }
@@ -73,6 +88,7 @@ impl PrepullError {
             PrepullError::Unexpected { .. } => "prepull.Unexpected",
             PrepullError::Contention { .. } => "prepull.Contention",
             PrepullError::RefreshFailed { .. } => "prepull.RefreshFailed",
+            PrepullError::ValueNotAccepted { .. } => "prepull.ValueNotAccepted",
         }
     }
 }

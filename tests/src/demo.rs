@@ -331,7 +331,10 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
     // The parent image is an AMI EC2 knows: Parameter Store validates `aws:ec2:image` values.
     let parent_ami = bench
         .emulator
-        .register_ami(&bench.emulator.config().region, "windows-server-2022-parent")
+        .register_ami(
+            &bench.emulator.config().region,
+            "windows-server-2022-parent",
+        )
         .await?;
     put_parameter(&ssm, PARENT_PARAMETER, &parent_ami, "text").await?;
     put_parameter(&ssm, AMI_PARAMETER, &parent_ami, "aws:ec2:image").await?;

@@ -203,6 +203,11 @@ pub struct FleetSettings {
     pub scale_in_protected: Option<ScaleInProtected>,
     /// How often a cancelled refresh is checked while waiting for it to end.
     pub poll_interval: Duration,
+    /// How long a written `aws:ec2:image` version may take to appear: Parameter Store
+    /// validates the value after `PutParameter` answers, and never writes one it refuses.
+    pub confirm_timeout: Duration,
+    /// How often the written version is looked for meanwhile.
+    pub confirm_interval: Duration,
 }
 
 impl FleetSettings {
@@ -285,6 +290,8 @@ impl FleetSettings {
             in_progress,
             scale_in_protected,
             poll_interval: Duration::from_secs(5),
+            confirm_timeout: Duration::from_secs(20),
+            confirm_interval: Duration::from_secs(1),
         })
     }
 }

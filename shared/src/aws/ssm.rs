@@ -98,6 +98,30 @@ pub async fn put_ami(
     Ok(written.version())
 }
 
+/// Waits until `version` of the parameter holds `value`: Parameter Store validates an
+/// `aws:ec2:image` value after `PutParameter` answers ("Parameter Store validates the
+/// parameter value asynchronously", Systems Manager User Guide, "Native parameter support for
+/// Amazon Machine Image IDs"), and a refused value's version never appears. `Ok(false)` when it
+/// has not appeared by `until`.
+pub async fn written(
+    client: &Client,
+    parameter: &str,
+    version: i64,
+    value: &str,
+    until: std::time::Instant,
+    every: std::time::Duration,
+) -> Result<bool, PrepullError> {
+    loop {
+        if let Some(found) = get(client, &format!("{parameter}:{version}")).await? {
+            return Ok(found.value == value);
+        }
+        if std::time::Instant::now() + every > until {
+            return Ok(false);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Puts `label` on `version`. SSM reports a refused label in the response, not as an error.
 pub async fn label(
     client: &Client,

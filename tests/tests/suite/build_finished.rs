@@ -30,6 +30,8 @@ fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
     })
     .unwrap();
     settings.poll_interval = Duration::from_millis(50);
+    settings.confirm_timeout = Duration::from_millis(600);
+    settings.confirm_interval = Duration::from_millis(50);
     settings
 }
 
@@ -655,13 +657,12 @@ async fn a_value_no_build_published_is_rolled_back_in_the_home_region_only() {
     let f = fleet("replace").await;
     // The template initialises the parameter with the parent AMI, in the home region.
     let home = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
-    let parent = f
-        .s
-        .bench
-        .emulator
-        .register_ami("us-east-1", "windows-parent")
-        .await
-        .unwrap();
+    let parent =
+        f.s.bench
+            .emulator
+            .register_ami("us-east-1", "windows-parent")
+            .await
+            .unwrap();
     home.put_parameter()
         .name("/prepull/ami-id")
         .value(&parent)
@@ -824,13 +825,12 @@ async fn a_parameter_at_ssms_hundred_versions_keeps_taking_new_amis() {
     let f = fleet_in("replace", &["us-east-1"]).await;
     let ssm = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
     // 100 labelled versions, as a hundred earlier builds would leave them.
-    let earlier = f
-        .s
-        .bench
-        .emulator
-        .register_ami("us-east-1", "windows-earlier")
-        .await
-        .unwrap();
+    let earlier =
+        f.s.bench
+            .emulator
+            .register_ami("us-east-1", "windows-earlier")
+            .await
+            .unwrap();
     for n in 1..=100 {
         let version = ssm
             .put_parameter()
@@ -1116,4 +1116,43 @@ fn state_change_event(image: &str) -> Value {
         "resources": [image],
         "detail": {"previous-state": {"status": "INTEGRATING"}, "state": {"status": "AVAILABLE"}},
     })
+}
+
+/// A rollback to an AMI EC2 no longer has: Parameter Store answers the write and never writes
+/// it. prepull confirms each version before it labels it or refreshes onto it, so the rollback
+/// is a reported failure: nothing labelled, no refresh, the parameter still on the newer AMI.
+#[tokio::test]
+async fn a_rollback_to_a_deregistered_ami_is_a_failure_not_a_rollout() {
+    let f = fleet("replace").await;
+    let older = published(&f, "web 2").await;
+    let newer = published(&f, "web 3").await;
+    for update in &older.parameters {
+        f.s.bench.emulator.deregister_ami(&update.ami);
+    }
+    f.s.bench.emulator.clear_requests();
+
+    let error = handle(
+        &f.s.common,
+        &f.settings,
+        json!({"action": "rollback"}),
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "prepull.ValueNotAccepted", "{error}");
+    assert!(error.to_string().contains("us-east-1"), "{error}");
+    let operations = mutating(&f);
+    assert_eq!(
+        operations,
+        ["PutParameter", "PutParameter"],
+        "each region's write was tried; nothing labelled, no refresh started or cancelled"
+    );
+    for update in &newer.parameters {
+        assert_eq!(
+            parameter_in(&f, &update.region).await.value(),
+            Some(update.ami.as_str()),
+            "{} still holds the newer AMI",
+            update.region
+        );
+    }
 }

@@ -68,15 +68,34 @@ async fn publish_in_region(
             Some(version)
         }
         PublishStep::WouldWrite => None,
-        PublishStep::Write => Some(
-            ssm::put_ami(
+        PublishStep::Write => {
+            let version = ssm::put_ami(
                 &client,
                 parameter,
                 &target.ami,
                 &describe_version(publish.label),
             )
-            .await?,
-        ),
+            .await?;
+            let until = (Instant::now() + settings.confirm_timeout).min(publish.deadline);
+            let landed = ssm::written(
+                &client,
+                parameter,
+                version,
+                &target.ami,
+                until,
+                settings.confirm_interval,
+            )
+            .await?;
+            if !landed {
+                return Err(PrepullError::ValueNotAccepted {
+                    parameter: parameter.clone(),
+                    region: target.region.clone(),
+                    ami: target.ami.clone(),
+                    version,
+                });
+            }
+            Some(version)
+        }
     };
     if let PublishStep::Superseded { .. } = step {
         tracing::warn!(region = %target.region, ami = %target.ami, "this build was published before and has since been replaced; not publishing it again");
