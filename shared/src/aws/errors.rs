@@ -7,15 +7,17 @@ use aws_smithy_runtime_api::http::Response;
 use crate::error::PrepullError;
 
 /// AWS error codes that mean "try again later", beyond 5xx. Image Builder throttles with
-/// `CallRateLimitExceededException`, which the SDK does not retry; SSM answers concurrent
-/// writes to one parameter with `TooManyUpdates`.
-const RETRYABLE_CODES: [&str; 6] = [
+/// `CallRateLimitExceededException`, which the SDK does not retry, and answers a resource
+/// another request is changing with `ResourceInUseException`; SSM answers concurrent writes to
+/// one parameter with `TooManyUpdates`.
+const RETRYABLE_CODES: [&str; 7] = [
     "ThrottlingException",
     "Throttling",
     "TooManyRequestsException",
     "CallRateLimitExceededException",
     "RequestLimitExceeded",
     "TooManyUpdates",
+    "ResourceInUseException",
 ];
 
 /// Classifies an SDK error from any of the service clients.

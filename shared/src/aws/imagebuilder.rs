@@ -162,12 +162,23 @@ pub async fn read_component_state(
     Ok(state)
 }
 
-/// Creates a component version and returns its build-version ARN.
+/// What a component write came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentWrite {
+    /// The new build's ARN: `/1`, or a later build when another writer made the version first
+    /// (Image Builder since November 2025).
+    Created(ImageBuilderArn),
+    /// Another writer made the version first and Image Builder refused a second one
+    /// (`ResourceInUseException`).
+    VersionTaken,
+}
+
+/// Creates a component version.
 pub async fn create_component(
     client: &Client,
     component_name: &str,
     plan: &ComponentPlan,
-) -> Result<ImageBuilderArn, PrepullError> {
+) -> Result<ComponentWrite, PrepullError> {
     let response = client
         .create_component()
         .name(component_name)
@@ -182,12 +193,22 @@ pub async fn create_component(
         .client_token(&plan.client_token)
         .tags(MANIFEST_TAG, &plan.manifest_hash)
         .send()
-        .await
-        .map_err(|e| aws_error("CreateComponent", e))?;
+        .await;
+    let response = match response {
+        Ok(response) => response,
+        Err(error)
+            if error.as_service_error().is_some_and(
+                aws_sdk_imagebuilder::operation::create_component::CreateComponentError::is_resource_in_use_exception,
+            ) =>
+        {
+            return Ok(ComponentWrite::VersionTaken);
+        }
+        Err(error) => return Err(aws_error("CreateComponent", error)),
+    };
     let arn = response
         .component_build_version_arn()
         .ok_or_else(|| missing("CreateComponent", "componentBuildVersionArn"))?;
-    returned_arn("CreateComponent", arn)
+    returned_arn("CreateComponent", arn).map(ComponentWrite::Created)
 }
 
 /// The pipeline and the recipe it builds, read once per run.

@@ -11,7 +11,7 @@ use prepull_core::manifest::Manifest;
 use prepull_core::recipe::RecipeChange;
 use serde::Serialize;
 
-use crate::aws::imagebuilder::{self, PipelineView};
+use crate::aws::imagebuilder::{self, ComponentWrite, PipelineView};
 use crate::aws::{ecr, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
@@ -130,20 +130,26 @@ pub async fn reconcile_component(
                 false,
             ));
         }
-        let arn =
-            imagebuilder::create_component(client, &config.component_name, &component).await?;
-        if component::written_first(&arn) {
-            tracing::info!(version = %component.version, arn = %arn, "cache component version created");
-            return Ok(outcome(
-                Some(component.version.clone()),
-                Some(arn),
-                Some(component),
-                true,
-            ));
+        match imagebuilder::create_component(client, &config.component_name, &component).await? {
+            ComponentWrite::Created(arn) if component::written_first(&arn) => {
+                tracing::info!(version = %component.version, arn = %arn, "cache component version created");
+                return Ok(outcome(
+                    Some(component.version.clone()),
+                    Some(arn),
+                    Some(component),
+                    true,
+                ));
+            }
+            // Another writer made this version first: ours became a later build of it, or
+            // Image Builder refused it. The next pass merges every build of the version,
+            // newest push winning, into the version after.
+            ComponentWrite::Created(arn) => {
+                tracing::warn!(version = %component.version, arn = %arn, attempt, "a concurrent writer took this version; merging");
+            }
+            ComponentWrite::VersionTaken => {
+                tracing::warn!(version = %component.version, attempt, "a concurrent writer took this version (ResourceInUseException); merging");
+            }
         }
-        // Another writer made this version first: ours became a later build of it. The next
-        // pass merges every build of it, newest push winning, into the version after.
-        tracing::warn!(version = %component.version, arn = %arn, attempt, "a concurrent writer took this version; merging");
         if attempt >= MAX_VERSION_ATTEMPTS {
             return Err(PrepullError::Contention {
                 what: "the cache component version",

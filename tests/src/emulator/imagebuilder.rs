@@ -262,6 +262,20 @@ pub struct ImageBuilder {
     pub list_lag: usize,
     /// AMIs deregistered since their image distributed them.
     deregistered: Vec<String>,
+    /// What a second CreateComponent of an existing name and version gets.
+    pub second_writer: SecondWriter,
+}
+
+/// What Image Builder answers a second writer of a component version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecondWriter {
+    /// Since November 2025: the create makes the next build of that version (`/2`).
+    #[default]
+    NextBuild,
+    /// The create is refused with `ResourceInUseException`, as it was before, and as it is
+    /// where the newer behaviour has not reached.
+    ResourceInUse,
 }
 
 impl ImageBuilder {
@@ -382,6 +396,7 @@ impl ImageBuilder {
             events: Vec::new(),
             list_lag: 0,
             deregistered: Vec::new(),
+            second_writer: self.second_writer,
         };
         scratch.dispatch(context, operation, params).map(|_| ())
     }
@@ -479,6 +494,12 @@ impl ImageBuilder {
                     && c["owner"] == context.account_id.as_str()
             })
             .count();
+        if build > 1 && self.second_writer == SecondWriter::ResourceInUse {
+            return Err(ApiError::bad_request(
+                "ResourceInUseException",
+                format!("The component '{name}' version '{version}' already exists."),
+            ));
+        }
         let arn = context.arn(
             &context.account_id,
             &format!("component/{}/{version}/{build}", name.to_lowercase()),

@@ -512,6 +512,11 @@ impl Emulator {
         lock(&self.inner.services).autoscaling.cancel_delay = delay;
     }
 
+    /// What a second writer of a component version gets (build `/2` unless set).
+    pub fn set_component_second_writer(&self, answer: imagebuilder::SecondWriter) {
+        lock(&self.inner.services).imagebuilder.second_writer = answer;
+    }
+
     /// Deregisters an AMI the emulated Image Builder distributed: EC2 no longer knows it, so
     /// Parameter Store's `aws:ec2:image` validation drops a write of it.
     pub fn deregister_ami(&self, ami: &str) {

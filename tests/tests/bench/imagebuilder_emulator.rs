@@ -892,3 +892,44 @@ async fn requests_are_refused_as_the_model_and_the_api_reference_refuse_them() {
         .collect();
     assert_eq!(refusals.len(), 7, "{refusals:?}");
 }
+
+/// The second writer of a component version gets build `/2` (Image Builder since November
+/// 2025), or, with the knob, `ResourceInUseException` as before.
+#[tokio::test]
+async fn a_second_writer_gets_the_next_build_or_resource_in_use() {
+    let (emulator, client) = emulator_and_client().await;
+    let create = |data: &'static str| {
+        client
+            .create_component()
+            .name("prepull-cache")
+            .semantic_version("1.0.0")
+            .platform(Platform::Windows)
+            .data(data)
+            .send()
+    };
+    let first = create(EMPTY_CACHE_DOCUMENT).await.unwrap();
+    assert!(
+        first
+            .component_build_version_arn()
+            .unwrap()
+            .ends_with("/1.0.0/1")
+    );
+    let second = create("name: second\nschemaVersion: 1.0\nphases: []\n")
+        .await
+        .unwrap();
+    assert!(
+        second
+            .component_build_version_arn()
+            .unwrap()
+            .ends_with("/1.0.0/2")
+    );
+
+    emulator.set_component_second_writer(
+        prepull_bench::emulator::imagebuilder::SecondWriter::ResourceInUse,
+    );
+    let refused = create("name: third\nschemaVersion: 1.0\nphases: []\n")
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(refused.is_resource_in_use_exception(), "{refused:?}");
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prepull::core::build::BuildStatus;
 use prepull::core::document::{Runtime, read_manifest};
 use prepull::image_pushed::{Outcome, Summary, handle};
+use prepull_bench::emulator::imagebuilder::SecondWriter;
 use prepull_bench::emulator::{Fault, FaultKind, RecordedRequest};
 use prepull_bench::scenario::{REGISTRY, Scenario, ecr_event, push_event, sqs_batch};
 use prepull_bench::seed::{ComponentReference, PipelineSeed};
@@ -888,4 +889,77 @@ async fn a_push_without_an_image_tag_field_is_ignored_not_rejected() {
     assert_eq!(summary.ignored.len(), 1);
     assert!(summary.ignored[0].reason.contains("push by digest"));
     assert!(s.bench.emulator.requests().is_empty(), "no AWS call");
+}
+
+/// Where Image Builder refuses a second writer of a component version
+/// (`ResourceInUseException`) instead of making build `/2`, the racer that lost re-reads and
+/// writes the merged manifest as the next version: nothing is lost either way.
+#[tokio::test]
+async fn racing_writers_converge_when_image_builder_refuses_the_second() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    s.bench
+        .emulator
+        .set_component_second_writer(SecondWriter::ResourceInUse);
+    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
+    )
+    .await
+    .unwrap();
+    s.bench
+        .emulator
+        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
+        .unwrap();
+    let web = s.push("team/web", "v42", "web 2").await.unwrap();
+    let api = s.push("team/api", "v7", "api 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+    s.bench.emulator.inject(Fault::slow(
+        "CreateComponent",
+        Duration::from_millis(300),
+        2,
+    ));
+    let (a, b) = tokio::join!(
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))])
+        ),
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))])
+        ),
+    );
+    let (a, b): (Summary, Summary) = (a.expect("no error"), b.expect("no error"));
+    let creates: Vec<(String, Option<String>)> = s
+        .bench
+        .emulator
+        .requests_of("CreateComponent")
+        .into_iter()
+        .map(|r| {
+            (
+                r.params["semanticVersion"].as_str().unwrap().to_owned(),
+                r.error_code,
+            )
+        })
+        .collect();
+    assert_eq!(
+        creates,
+        [
+            ("1.0.2".to_owned(), None),
+            (
+                "1.0.2".to_owned(),
+                Some("ResourceInUseException".to_owned())
+            ),
+            ("1.0.3".to_owned(), None),
+        ],
+        "the second writer of 1.0.2 was refused and wrote 1.0.3"
+    );
+    let (manifest, _) = read_manifest(&latest_document(&s).await).unwrap();
+    let digests: Vec<String> = manifest.images().map(|p| p.digest.to_string()).collect();
+    assert_eq!(digests, [api, web], "the latest version holds both pushes");
+    assert!(
+        [&a, &b]
+            .iter()
+            .any(|x| x.component_version.as_deref() == Some("1.0.3"))
+    );
 }
