@@ -49,6 +49,16 @@ pub enum PrepullError {
         ami: String,
         version: i64,
     },
+    /// The recipe's wildcard reference did not resolve to the component build this run wrote,
+    /// within the wait: a build started now would cache the previous manifest.
+    #[error(
+        "the recipe's {reference} still resolves to {resolved}, not to {written}: Image Builder has not made the new component version visible yet; no build was started"
+    )]
+    ComponentNotVisible {
+        reference: String,
+        resolved: String,
+        written: String,
+    },
     /// An instance refresh that failed in a way a retry can fix. The other groups' outcomes
     /// are in the logs; Lambda retries the invocation, which finds what is already done.
     #[error("instance refresh of {group} failed: {message}")]
@@ -69,7 +79,8 @@ impl PrepullError {
             // An AMI can take a moment to be visible in a region; a retry reads again.
             PrepullError::Contention { .. }
             | PrepullError::RefreshFailed { .. }
-            | PrepullError::ValueNotAccepted { .. } => true,
+            | PrepullError::ValueNotAccepted { .. }
+            | PrepullError::ComponentNotVisible { .. } => true,
             _ => false,
         }
     }
@@ -89,6 +100,7 @@ impl PrepullError {
             PrepullError::Contention { .. } => "prepull.Contention",
             PrepullError::RefreshFailed { .. } => "prepull.RefreshFailed",
             PrepullError::ValueNotAccepted { .. } => "prepull.ValueNotAccepted",
+            PrepullError::ComponentNotVisible { .. } => "prepull.ComponentNotVisible",
         }
     }
 }

@@ -298,6 +298,12 @@ impl ImageBuilderArn {
         }
     }
 
+    /// The order Image Builder made versions and builds of one resource in: the version, then
+    /// the build number (it numbers a version's builds as it makes them).
+    pub fn creation_order(&self) -> (Option<semver::Version>, Option<u32>) {
+        (self.version.and_then(|v| v.exact()), self.build)
+    }
+
     /// Whether `other` names a resource in the same partition, region and account.
     pub fn same_home(&self, other: &ImageBuilderArn) -> bool {
         self.partition == other.partition

@@ -235,7 +235,7 @@ pub enum StartedBuild {
 /// The order builds started in: Image Builder numbers the builds of an image version in the
 /// order it starts them, and a newer recipe version is a newer image version.
 fn start_order(arn: &ImageBuilderArn) -> (Option<semver::Version>, Option<u32>) {
-    (arn.version().and_then(|v| v.exact()), arn.build())
+    arn.creation_order()
 }
 
 /// One build at a time, even when two invocations started one each at the same moment: the

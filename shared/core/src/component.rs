@@ -147,6 +147,13 @@ pub fn written_first(created: &ImageBuilderArn) -> bool {
     created.build() == Some(1)
 }
 
+/// Whether a recipe's wildcard reference now resolves to `written` or a later build: only then
+/// does a build started now cache what was written. Image Builder resolves `x.x.x` when the
+/// build starts, and a build created moments ago may not be visible yet.
+pub fn resolves_to_written(resolved: &ImageBuilderArn, written: &ImageBuilderArn) -> bool {
+    resolved.name() == written.name() && resolved.creation_order() >= written.creation_order()
+}
+
 fn truncate(text: &str, limit: usize) -> String {
     text.chars().take(limit).collect()
 }
@@ -344,5 +351,30 @@ mod tests {
             &[push("team/api:v1", 'b', "2026-11-10T10:00:00Z")],
         );
         assert_eq!(to_resolve, [image("team/db:v1")]);
+    }
+
+    #[test]
+    fn a_wildcard_serves_the_written_build_once_it_resolves_to_it_or_later() {
+        let arn = |text: &str| {
+            ImageBuilderArn::parse(&format!(
+                "arn:aws:imagebuilder:us-east-1:123456789012:component/{text}"
+            ))
+            .unwrap()
+        };
+        let written = arn("prepull-cache/1.0.4/1");
+        let cases = [
+            ("prepull-cache/1.0.3/1", false),
+            ("prepull-cache/1.0.4/1", true),
+            ("prepull-cache/1.0.4/2", true),
+            ("prepull-cache/1.0.10/1", true),
+            ("other/1.0.9/1", false),
+        ];
+        for (resolved, expected) in cases {
+            assert_eq!(
+                resolves_to_written(&arn(resolved), &written),
+                expected,
+                "{resolved}"
+            );
+        }
     }
 }

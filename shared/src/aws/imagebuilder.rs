@@ -458,6 +458,35 @@ pub async fn start_build(
     returned_arn("StartImagePipelineExecution", arn)
 }
 
+/// The build a component ARN (a build, a version, or a wildcard) resolves to now; `None` when
+/// nothing matches yet.
+pub async fn resolve_component(
+    client: &Client,
+    arn: &str,
+) -> Result<Option<ImageBuilderArn>, PrepullError> {
+    let response = match client
+        .get_component()
+        .component_build_version_arn(arn)
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.meta().code() == Some("ResourceNotFoundException")) =>
+        {
+            return Ok(None);
+        }
+        Err(error) => return Err(aws_error("GetComponent", error)),
+    };
+    let arn = response
+        .component()
+        .and_then(|c| c.arn())
+        .ok_or_else(|| missing("GetComponent", "component.arn"))?;
+    returned_arn("GetComponent", arn).map(Some)
+}
+
 /// Cancels a build this run started. The token follows the build, so a retry converges.
 pub async fn cancel_build(client: &Client, arn: &ImageBuilderArn) -> Result<(), PrepullError> {
     let token = client_token("x", "", &prepull_core::manifest::sha256_hex(arn.as_bytes()));

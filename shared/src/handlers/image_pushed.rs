@@ -13,7 +13,8 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    Resolve, current_parent_image, plan_pipeline, reconcile_component, start_build,
+    Resolve, await_component_visible, current_parent_image, plan_pipeline, reconcile_component,
+    start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -157,6 +158,9 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let version = component.version.clone().unwrap_or_default();
     summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
         BuildDecision::Start { token_prefix, tags } => {
+            if let Some(written) = &component.build_arn {
+                await_component_visible(common, &view, written).await?;
+            }
             let parent = current_parent_image(common, &view).await?;
             let (token, tags) =
                 build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());

@@ -18,8 +18,8 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    ComponentOutcome, Resolve, current_parent_image, plan_pipeline, reconcile_component,
-    start_build,
+    ComponentOutcome, Resolve, await_component_visible, current_parent_image, plan_pipeline,
+    reconcile_component, start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,6 +136,9 @@ pub async fn handle(
     if !request.dry_run
         && let Some(build) = &build
     {
+        if let Some(written) = &component.build_arn {
+            await_component_visible(common, &view, written).await?;
+        }
         match start_build(common, &build.client_token, &build.tags, &builds).await? {
             StartedBuild::New { arn } => image_build_version_arn = Some(arn),
             StartedBuild::Earlier { arn, status } => {

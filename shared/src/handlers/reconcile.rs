@@ -182,6 +182,62 @@ pub async fn plan_pipeline(
     Ok((view, change))
 }
 
+/// How long a start waits for the recipe's wildcard to resolve to the version just written.
+const VISIBILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often it looks meanwhile.
+const VISIBILITY_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Waits, before a build starts, until the recipe's wildcard reference to the cache component
+/// resolves to `written` (or later): Image Builder resolves `x.x.x` when the build starts, and
+/// is eventually consistent, so a build started right after CreateComponent could take the
+/// previous version and be labelled with a manifest it did not cache. A recipe that pins the
+/// build needs no wait.
+pub async fn await_component_visible(
+    common: &Common,
+    view: &PipelineView,
+    written: &ImageBuilderArn,
+) -> Result<(), PrepullError> {
+    let arns: Vec<&str> = view
+        .recipe
+        .components()
+        .iter()
+        .map(aws_sdk_imagebuilder::types::ComponentConfiguration::component_arn)
+        .collect();
+    let reference =
+        match prepull_core::recipe::recipe_reference(&arns, &common.config.component_name) {
+            Some(prepull_core::recipe::RecipeReference::Wildcard) => arns
+                .iter()
+                .find(|arn| {
+                    ImageBuilderArn::parse(arn)
+                        .is_ok_and(|a| a.name() == common.config.component_name.to_lowercase())
+                })
+                .copied()
+                .unwrap_or_default(),
+            _ => return Ok(()),
+        };
+    let until = std::time::Instant::now() + VISIBILITY_WAIT;
+    loop {
+        let resolved =
+            imagebuilder::resolve_component(&common.clients.imagebuilder, reference).await?;
+        if resolved
+            .as_ref()
+            .is_some_and(|r| component::resolves_to_written(r, written))
+        {
+            return Ok(());
+        }
+        let resolved = resolved.map_or_else(|| "nothing".to_owned(), |r| r.to_string());
+        if std::time::Instant::now() + VISIBILITY_POLL > until {
+            return Err(PrepullError::ComponentNotVisible {
+                reference: reference.to_owned(),
+                resolved,
+                written: written.to_string(),
+            });
+        }
+        tracing::info!(reference, resolved = %resolved, written = %written, "waiting for the new component version to become visible");
+        tokio::time::sleep(VISIBILITY_POLL).await;
+    }
+}
+
 /// The recipe's parent image as it resolves now (see [`ssm::parent_image_value`]).
 pub async fn current_parent_image(
     common: &Common,

@@ -264,6 +264,22 @@ pub struct ImageBuilder {
     deregistered: Vec<String>,
     /// What a second CreateComponent of an existing name and version gets.
     pub second_writer: SecondWriter,
+    /// How long a new component build stays invisible to every read but ListComponents (which
+    /// has `list_lag`): ListComponentBuildVersions, GetComponent, and the resolution of a
+    /// recipe's `x.x.x` when a build starts. Image Builder is eventually consistent; a build
+    /// started right after CreateComponent can take the previous version.
+    pub read_lag: std::time::Duration,
+    /// How long a new image stays out of ListImagePipelineImages.
+    pub image_list_lag: std::time::Duration,
+}
+
+/// Whether a resource created at its `dateCreated` is visible `lag` later, at `now`.
+fn visible(resource: &Value, lag: std::time::Duration, now: DateTime<Utc>) -> bool {
+    let created = resource["dateCreated"]
+        .as_str()
+        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+        .map(|d| d.with_timezone(&Utc));
+    created.is_none_or(|at| now - at >= chrono::Duration::from_std(lag).unwrap_or_default())
 }
 
 /// What Image Builder answers a second writer of a component version.
@@ -397,6 +413,8 @@ impl ImageBuilder {
             list_lag: 0,
             deregistered: Vec::new(),
             second_writer: self.second_writer,
+            read_lag: self.read_lag,
+            image_list_lag: self.image_list_lag,
         };
         scratch.dispatch(context, operation, params).map(|_| ())
     }
@@ -409,9 +427,9 @@ impl ImageBuilder {
     ) -> Result<Value, ApiError> {
         match operation {
             "CreateComponent" => self.create_component(context, params),
-            "GetComponent" => self.get_component(params),
+            "GetComponent" => self.get_component(context, params),
             "ListComponents" => self.list_components(context, params),
-            "ListComponentBuildVersions" => self.list_component_build_versions(params),
+            "ListComponentBuildVersions" => self.list_component_build_versions(context, params),
             "CreateImageRecipe" => self.create_image_recipe(context, params),
             "GetImageRecipe" => self.get_image_recipe(params),
             "CreateInfrastructureConfiguration" => {
@@ -424,7 +442,7 @@ impl ImageBuilder {
             "GetImagePipeline" => self.get_image_pipeline(params),
             "UpdateImagePipeline" => self.update_image_pipeline(context, params),
             "StartImagePipelineExecution" => self.start_image_pipeline_execution(context, params),
-            "ListImagePipelineImages" => self.list_image_pipeline_images(params),
+            "ListImagePipelineImages" => self.list_image_pipeline_images(context, params),
             "GetImage" => self.get_image(params),
             "CancelImageCreation" => self.cancel_image_creation(context, params),
             other => Err(ApiError::new(
@@ -532,7 +550,7 @@ impl ImageBuilder {
 
     /// Finds a component by build-version ARN, version ARN (latest build) or wildcard ARN
     /// such as `.../x.x.x` (latest matching version).
-    fn resolve_component(&self, arn: &str) -> Result<&Value, ApiError> {
+    fn resolve_component(&self, arn: &str, now: DateTime<Utc>) -> Result<&Value, ApiError> {
         let parsed = parse_arn(arn)
             .filter(|a| a.kind == "component")
             .ok_or_else(|| invalid(format!("The ARN '{arn}' is not a valid component ARN.")))?;
@@ -550,6 +568,7 @@ impl ImageBuilder {
                     .is_some_and(|n| n.to_lowercase() == parsed.name)
             })
             .filter(|c| owned_by(c, &parsed.account))
+            .filter(|c| visible(c, self.read_lag, now))
             .filter(|c| {
                 c["version"]
                     .as_str()
@@ -560,9 +579,9 @@ impl ImageBuilder {
             .ok_or_else(|| not_found("component", arn))
     }
 
-    fn get_component(&self, params: &Value) -> Result<Value, ApiError> {
+    fn get_component(&self, context: &Context, params: &Value) -> Result<Value, ApiError> {
         let arn = required(params, "componentBuildVersionArn")?;
-        let component = self.resolve_component(arn)?;
+        let component = self.resolve_component(arn, context.now)?;
         Ok(json!({"component": as_got(component)}))
     }
 
@@ -610,7 +629,11 @@ impl ImageBuilder {
         Ok(json!({"componentVersionList": page, "nextToken": next}))
     }
 
-    fn list_component_build_versions(&self, params: &Value) -> Result<Value, ApiError> {
+    fn list_component_build_versions(
+        &self,
+        context: &Context,
+        params: &Value,
+    ) -> Result<Value, ApiError> {
         let version_arn = required(params, "componentVersionArn")?;
         let parsed = parse_arn(version_arn)
             .filter(|a| a.kind == "component" && a.build.is_none())
@@ -631,6 +654,7 @@ impl ImageBuilder {
             .filter(|c| {
                 owned_by(c, &parsed.account) && c["version"].as_str() == parsed.version.as_deref()
             })
+            .filter(|c| visible(c, self.read_lag, context.now))
             .map(|c| {
                 let mut summary = Map::new();
                 copy_fields(
@@ -693,12 +717,16 @@ impl ImageBuilder {
                 .get("componentArn")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let resolved = self.resolve_component(arn).map_err(|e| {
-                invalid(format!(
-                    "The component '{arn}' cannot be used: {}",
-                    e.message
-                ))
-            })?;
+            // Creating a recipe checks the component exists; the read lag covers the reads
+            // prepull makes and the resolution at build start, not this check.
+            let resolved = self
+                .resolve_component(arn, DateTime::<Utc>::MAX_UTC)
+                .map_err(|e| {
+                    invalid(format!(
+                        "The component '{arn}' cannot be used: {}",
+                        e.message
+                    ))
+                })?;
             platform = platform.or_else(|| resolved["platform"].as_str().map(str::to_owned));
         }
         let version = self.assign_recipe_version(name, requested_version)?;
@@ -1027,11 +1055,21 @@ impl ImageBuilder {
         let pipeline_arn = required(params, "imagePipelineArn")?;
         let pipeline = Self::find_by_arn(&self.pipelines, pipeline_arn, "image pipeline")?.clone();
         let recipe_arn = pipeline["imageRecipeArn"].as_str().unwrap_or_default();
-        let recipe = self.resolve_recipe(recipe_arn)?.clone();
+        let mut recipe = self.resolve_recipe(recipe_arn)?.clone();
+        // Each component is resolved now, as the build starts: a wildcard takes the newest
+        // build visible at this moment. The image keeps the recipe it was built from with the
+        // builds it resolved ("the image recipe that Image Builder used to create the image",
+        // the model's description of Image.imageRecipe), so what a build really cached can be
+        // read back with GetImage.
+        let mut resolved = Vec::new();
         for component in recipe["components"].as_array().into_iter().flatten() {
             let arn = component["componentArn"].as_str().unwrap_or_default();
-            self.resolve_component(arn)?;
+            let build = self.resolve_component(arn, context.now)?;
+            let mut used = component.clone();
+            used["componentArn"] = build["arn"].clone();
+            resolved.push(used);
         }
+        recipe["components"] = Value::Array(resolved);
         let infrastructure = Self::find_by_arn(
             &self.infrastructure_configurations,
             pipeline["infrastructureConfigurationArn"]
@@ -1157,7 +1195,11 @@ impl ImageBuilder {
         Ok(json!({"image": as_got(&self.images[self.image_index(arn)?])}))
     }
 
-    fn list_image_pipeline_images(&self, params: &Value) -> Result<Value, ApiError> {
+    fn list_image_pipeline_images(
+        &self,
+        context: &Context,
+        params: &Value,
+    ) -> Result<Value, ApiError> {
         let pipeline_arn = required(params, "imagePipelineArn")?;
         Self::find_by_arn(&self.pipelines, pipeline_arn, "image pipeline")?;
         let filters = filters(params)?;
@@ -1165,6 +1207,7 @@ impl ImageBuilder {
             .images
             .iter()
             .filter(|i| i["sourcePipelineArn"] == pipeline_arn && matches_filters(i, &filters))
+            .filter(|i| visible(i, self.image_list_lag, context.now))
             .map(|i| {
                 let mut summary = Map::new();
                 copy_fields(

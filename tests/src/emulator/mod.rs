@@ -512,6 +512,17 @@ impl Emulator {
         lock(&self.inner.services).autoscaling.cancel_delay = delay;
     }
 
+    /// How long a new component build stays invisible to ListComponentBuildVersions,
+    /// GetComponent and a build's `x.x.x` resolution (none unless set).
+    pub fn set_component_read_lag(&self, lag: Duration) {
+        lock(&self.inner.services).imagebuilder.read_lag = lag;
+    }
+
+    /// How long a new image stays out of ListImagePipelineImages (none unless set).
+    pub fn set_image_list_lag(&self, lag: Duration) {
+        lock(&self.inner.services).imagebuilder.image_list_lag = lag;
+    }
+
     /// What a second writer of a component version gets (build `/2` unless set).
     pub fn set_component_second_writer(&self, answer: imagebuilder::SecondWriter) {
         lock(&self.inner.services).imagebuilder.second_writer = answer;

@@ -933,3 +933,80 @@ async fn a_second_writer_gets_the_next_build_or_resource_in_use() {
         .into_service_error();
     assert!(refused.is_resource_in_use_exception(), "{refused:?}");
 }
+
+/// Eventual consistency: a new component build stays out of ListComponentBuildVersions,
+/// GetComponent and a wildcard's resolution for the read lag, and a new image out of
+/// ListImagePipelineImages for the image list lag.
+#[tokio::test]
+async fn new_resources_appear_after_the_read_lags() {
+    let (emulator, client) = emulator_and_client().await;
+    let first = create_component(&client, "1.0.0").await;
+    emulator.set_component_read_lag(std::time::Duration::from_millis(400));
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    let second = create_component(&client, "1.0.1").await;
+    let resolve = || async {
+        client
+            .get_component()
+            .component_build_version_arn(format!("{COMPONENT_PREFIX}/x.x.x"))
+            .send()
+            .await
+            .unwrap()
+            .component()
+            .and_then(|c| c.arn())
+            .map(str::to_owned)
+    };
+    assert_eq!(resolve().await.as_deref(), Some(first.as_str()), "not yet");
+    let listed = client
+        .list_component_build_versions()
+        .component_version_arn(format!("{COMPONENT_PREFIX}/1.0.1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.component_summary_list().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert_eq!(
+        resolve().await.as_deref(),
+        Some(second.as_str()),
+        "visible now"
+    );
+
+    let seeded = seed_pipeline(&client, &PipelineSeed::default())
+        .await
+        .unwrap();
+    emulator.set_image_list_lag(std::time::Duration::from_millis(400));
+    let started = client
+        .start_image_pipeline_execution()
+        .image_pipeline_arn(&seeded.pipeline_arn)
+        .client_token("lag-1")
+        .send()
+        .await
+        .unwrap();
+    let listed = || async {
+        client
+            .list_image_pipeline_images()
+            .image_pipeline_arn(&seeded.pipeline_arn)
+            .send()
+            .await
+            .unwrap()
+            .image_summary_list()
+            .len()
+    };
+    assert_eq!(listed().await, 0, "not listed yet");
+    let got = client
+        .get_image()
+        .image_build_version_arn(started.image_build_version_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let used: Vec<&str> = got
+        .image()
+        .and_then(|i| i.image_recipe())
+        .map(|r| r.components().iter().map(|c| c.component_arn()).collect())
+        .unwrap_or_default();
+    assert!(
+        used.iter().all(|arn| !arn.contains("x.x.x")),
+        "the image records the builds its wildcards resolved to: {used:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert_eq!(listed().await, 1);
+}

@@ -963,3 +963,48 @@ async fn racing_writers_converge_when_image_builder_refuses_the_second() {
             .any(|x| x.component_version.as_deref() == Some("1.0.3"))
     );
 }
+
+/// Image Builder is eventually consistent: right after CreateComponent, a recipe's `x.x.x`
+/// can still resolve to the previous version when a build starts. image-pushed waits until it
+/// resolves to the version it wrote, so the build caches the manifest it is labelled with.
+#[tokio::test]
+async fn a_build_starts_only_once_the_new_version_resolves() {
+    let s = scenario(&["team/web:v42"]).await;
+    let seeded_build = s.pipeline.component_build_arn.clone();
+    s.bench
+        .emulator
+        .set_component_read_lag(Duration::from_millis(1500));
+    // The seeded version, made a moment ago, becomes visible first.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let digest = s.push("team/web", "v42", "web 2").await.unwrap();
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    let written = summary.component_build_version_arn.clone().unwrap();
+    assert_ne!(written.as_str(), seeded_build);
+    let image = s
+        .imagebuilder
+        .get_image()
+        .image_build_version_arn(summary.image_build_version_arn.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let used: Vec<&str> = image
+        .image()
+        .and_then(|i| i.image_recipe())
+        .map(|r| r.components().iter().map(|c| c.component_arn()).collect())
+        .unwrap_or_default();
+    assert!(
+        used.contains(&written.as_str()),
+        "the build resolved x.x.x to the version just written: {used:?}"
+    );
+    let polls = s.bench.emulator.requests_of("GetComponent").len();
+    assert!(
+        polls >= 2,
+        "it looked more than once while the version was not visible"
+    );
+}
