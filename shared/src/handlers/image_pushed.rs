@@ -5,7 +5,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{
     BuildDecision, BuildStatus, BuildToken, StartedBuild, build_request, decide_build,
 };
-use prepull_core::events::ecr::{Push, Record, read_input};
+use prepull_core::events::ecr::{Push, Record, read_input, untie};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -122,10 +122,14 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     }
 
     let trigger = describe_trigger(&pushes);
+    let (pushes, tied) = untie(&pushes);
+    if !tied.is_empty() {
+        tracing::info!(images = ?tied.iter().map(ToString::to_string).collect::<Vec<_>>(), "pushes of one tag in one second: ECR's current digest decides");
+    }
     let component = reconcile_component(
         common,
         &pushes,
-        Resolve::Missing,
+        Resolve::Missing(tied),
         &trigger,
         false,
         common.clock.now(),

@@ -7,6 +7,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{BuildSummary, StartedBuild, started_build, yields_to};
 use prepull_core::component::{self, ComponentPlan};
 use prepull_core::events::ecr::Push;
+use prepull_core::image::ImageRef;
 use prepull_core::manifest::Manifest;
 use prepull_core::recipe::RecipeChange;
 use serde::Serialize;
@@ -21,10 +22,11 @@ use crate::error::PrepullError;
 const MAX_VERSION_ATTEMPTS: u32 = 5;
 
 /// Where watched images' digests come from, besides the pushes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolve {
-    /// Only images the component does not know yet (image-pushed).
-    Missing,
+    /// Images the component does not know yet, and these (image-pushed: the images a batch's
+    /// pushes cannot decide).
+    Missing(Vec<ImageRef>),
     /// Every watched image, ECR being the truth (patch-day's reconcile: pushes can be lost).
     All,
 }
@@ -70,9 +72,17 @@ pub async fn reconcile_component(
         attempt += 1;
         let state = imagebuilder::read_component_state(client, &config.component_name).await?;
         if resolved.is_none() {
-            let wanted = match resolve {
+            let wanted = match &resolve {
                 Resolve::All => config.images.clone(),
-                Resolve::Missing => component::images_to_resolve(&state, &config.images, pushes),
+                Resolve::Missing(also) => {
+                    let mut wanted = component::images_to_resolve(&state, &config.images, pushes);
+                    for image in also {
+                        if !wanted.contains(image) {
+                            wanted.push(image.clone());
+                        }
+                    }
+                    wanted
+                }
             };
             resolved = Some(if wanted.is_empty() {
                 ecr::Resolved::default()

@@ -1008,3 +1008,30 @@ async fn a_build_starts_only_once_the_new_version_resolves() {
         "it looked more than once while the version was not visible"
     );
 }
+
+/// A standard SQS queue keeps no order and event times are whole seconds: when one batch holds
+/// two digests of one tag pushed in the same second, the record that comes last is not the
+/// push that came last. ECR's current digest for the tag decides, with one DescribeImages.
+#[tokio::test]
+async fn pushes_of_one_tag_in_one_second_are_decided_by_ecr() {
+    let s = scenario(&["team/web:v42"]).await;
+    let earlier = s.push("team/web", "v42", "web 2").await.unwrap();
+    let current = s.push("team/web", "v42", "web 3").await.unwrap();
+    s.bench.emulator.clear_requests();
+    // The newer push's record arrives first.
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[
+            push_event("e-3", "team/web", "v42", &current, &at(60)),
+            push_event("e-2", "team/web", "v42", &earlier, &at(60)),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary.images,
+        [format!("{REGISTRY}/team/web:v42@{current}")],
+        "ECR's current digest, not the last record's"
+    );
+    assert_eq!(s.bench.emulator.requests_of("DescribeImages").len(), 1);
+}

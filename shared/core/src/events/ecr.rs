@@ -273,6 +273,34 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
     }))
 }
 
+/// Splits a batch's pushes into those that decide their image and the images they cannot
+/// decide. A standard SQS queue keeps no order and EventBridge times are whole seconds, so when
+/// the newest pushes of one image share a time and differ in digest, nothing in the batch says
+/// which came last: ECR's current digest for the tag does.
+pub fn untie(pushes: &[Push]) -> (Vec<Push>, Vec<ImageRef>) {
+    let mut tied: Vec<ImageRef> = Vec::new();
+    for push in pushes {
+        let newest = pushes
+            .iter()
+            .filter(|p| p.image == push.image)
+            .map(|p| p.time)
+            .max();
+        let rivals = pushes
+            .iter()
+            .filter(|p| p.image == push.image && Some(p.time) == newest)
+            .any(|p| p.digest != push.digest);
+        if rivals && Some(push.time) == newest && !tied.contains(&push.image) {
+            tied.push(push.image.clone());
+        }
+    }
+    let decided = pushes
+        .iter()
+        .filter(|p| !tied.contains(&p.image))
+        .cloned()
+        .collect();
+    (decided, tied)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -441,5 +469,36 @@ mod tests {
         let direct = read_input(&push(&json!({})), &watched()).unwrap();
         assert_eq!(direct[0].message_id, None);
         assert!(read_input(&json!([1, 2]), &watched()).is_err());
+    }
+
+    #[test]
+    fn pushes_of_one_tag_in_one_second_are_left_to_ecr() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        let registry = Registry::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap();
+        let image = |r: &str| ImageRef::parse(r, &registry).unwrap();
+        let push = |r: &str, seed: char, time: &str| Push {
+            image: image(r),
+            digest: Digest::parse(&format!("sha256:{}", seed.to_string().repeat(64))).unwrap(),
+            time: at(time),
+            event_id: format!("e-{seed}"),
+        };
+        let pushes = [
+            push("team/web:v1", 'a', "2026-11-10T10:00:00Z"),
+            push("team/web:v1", 'b', "2026-11-10T10:00:00Z"),
+            push("team/api:v1", 'c', "2026-11-10T10:00:00Z"),
+            push("team/api:v1", 'd', "2026-11-10T10:00:01Z"),
+            push("team/db:v1", 'e', "2026-11-10T10:00:00Z"),
+            push("team/db:v1", 'e', "2026-11-10T10:00:00Z"),
+        ];
+        let (decided, tied) = untie(&pushes);
+        assert_eq!(tied, [image("team/web:v1")], "same second, two digests");
+        assert_eq!(
+            decided
+                .iter()
+                .map(|p| p.event_id.as_str())
+                .collect::<Vec<_>>(),
+            ["e-c", "e-d", "e-e", "e-e"],
+            "a later second decides; a repeated digest is no rival"
+        );
     }
 }
