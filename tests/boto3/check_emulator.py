@@ -11,7 +11,7 @@ import urllib.request
 
 import boto3
 
-EMPTY_DOCUMENT = "name: prepull-cache\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps: []\n"
+EMPTY_DOCUMENT = "name: prepull-cache\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: PullCachedImages\n        action: ExecutePowerShell\n        inputs:\n          commands:\n            - \"Write-Output 'prepull: no images to cache yet'\"\n"
 
 
 def control(path, body):

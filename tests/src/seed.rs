@@ -8,8 +8,8 @@ use aws_sdk_imagebuilder::types::{
 };
 
 /// The cache component's document before prepull has written its first version.
-pub const EMPTY_CACHE_DOCUMENT: &str =
-    "name: prepull-cache\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps: []\n";
+/// The bootstrap version's document, as the template writes it (less its comment lines).
+pub const EMPTY_CACHE_DOCUMENT: &str = "name: prepull-cache\nschemaVersion: 1.0\nphases:\n  - name: build\n    steps:\n      - name: PullCachedImages\n        action: ExecutePowerShell\n        inputs:\n          commands:\n            - \"Write-Output 'prepull: no images to cache yet'\"\n";
 
 /// How the seeded recipe references the cache component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

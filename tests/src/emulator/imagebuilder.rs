@@ -1492,15 +1492,8 @@ fn matches_filters(resource: &Value, filters: &Filters) -> bool {
 
 /// Image Builder refuses documents that are not YAML mappings with a `phases` list.
 fn validate_document(data: &str) -> Result<(), ApiError> {
-    let document: serde_norway::Value = serde_norway::from_str(data)
-        .map_err(|e| invalid(format!("The component document is not valid YAML: {e}")))?;
-    let has_phases = document
-        .get("phases")
-        .is_some_and(serde_norway::Value::is_sequence);
-    if !has_phases {
-        return Err(invalid("The component document has no 'phases' list."));
-    }
-    Ok(())
+    super::awstoe::check_document(data)
+        .map_err(|refusal| invalid(format!("The component document is not valid: {refusal}")))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! and read the log; they are listed in the README.
 
 pub mod autoscaling;
+pub mod awstoe;
 pub mod imagebuilder;
 pub mod model;
 pub mod wire;

@@ -898,7 +898,7 @@ async fn requests_are_refused_as_the_model_and_the_api_reference_refuse_them() {
 #[tokio::test]
 async fn a_second_writer_gets_the_next_build_or_resource_in_use() {
     let (emulator, client) = emulator_and_client().await;
-    let create = |data: &'static str| {
+    let create = |data: &str| {
         client
             .create_component()
             .name("prepull-cache")
@@ -914,7 +914,7 @@ async fn a_second_writer_gets_the_next_build_or_resource_in_use() {
             .unwrap()
             .ends_with("/1.0.0/1")
     );
-    let second = create("name: second\nschemaVersion: 1.0\nphases: []\n")
+    let second = create(&EMPTY_CACHE_DOCUMENT.replace("no images", "second"))
         .await
         .unwrap();
     assert!(
@@ -927,7 +927,7 @@ async fn a_second_writer_gets_the_next_build_or_resource_in_use() {
     emulator.set_component_second_writer(
         prepull_bench::emulator::imagebuilder::SecondWriter::ResourceInUse,
     );
-    let refused = create("name: third\nschemaVersion: 1.0\nphases: []\n")
+    let refused = create(&EMPTY_CACHE_DOCUMENT.replace("no images", "third"))
         .await
         .unwrap_err()
         .into_service_error();

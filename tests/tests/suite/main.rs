@@ -7,6 +7,7 @@
 //! The bench's own tests are the `bench` binary beside this one; `endpoint_variables.rs` is a
 //! binary of its own because it sets process environment variables.
 
+mod awstoe_documents;
 mod build_finished;
 mod demo_scenario;
 mod fixtures;
