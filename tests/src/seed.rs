@@ -27,6 +27,8 @@ pub struct PipelineSeed {
     pub reference: ComponentReference,
     pub regions: Vec<String>,
     pub parent_image: String,
+    /// Accounts the AMIs are distributed to besides this one (`targetAccountIds`).
+    pub target_accounts: Vec<String>,
 }
 
 impl Default for PipelineSeed {
@@ -37,6 +39,7 @@ impl Default for PipelineSeed {
             reference: ComponentReference::Wildcard,
             regions: vec!["us-east-1".to_owned()],
             parent_image: "ssm:/aws/service/ami-windows-latest/Windows_Server-2022-English-Core-EKS_Optimized-1.33/image_id".to_owned(),
+            target_accounts: Vec::new(),
         }
     }
 }
@@ -130,6 +133,10 @@ pub async fn seed_pipeline(client: &Client, seed: &PipelineSeed) -> anyhow::Resu
                     AmiDistributionConfiguration::builder()
                         .name("prepull-windows-{{imagebuilder:buildDate}}")
                         .description("prepull cached Windows container host")
+                        .set_target_account_ids(
+                            (!seed.target_accounts.is_empty())
+                                .then(|| seed.target_accounts.clone()),
+                        )
                         .build(),
                 )
                 .build()?,

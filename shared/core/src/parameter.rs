@@ -32,6 +32,29 @@ impl RegionalAmi {
     }
 }
 
+/// One AMI an image distributed, as GetImage lists it: with `targetAccountIds`, one for each
+/// region and account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistributedAmi {
+    pub region: String,
+    pub ami: String,
+    pub account: Option<String>,
+}
+
+/// The AMIs this account launches from, one per region: another account's copy is that
+/// account's to publish. An entry without an account is this account's, as AWS lists it for a
+/// distribution without target accounts.
+pub fn own_amis(amis: &[DistributedAmi], account: &str) -> Vec<RegionalAmi> {
+    let mut own: Vec<RegionalAmi> = Vec::new();
+    for ami in amis {
+        let ours = ami.account.as_deref().is_none_or(|a| a == account);
+        if ours && !own.iter().any(|o| o.region == ami.region) {
+            own.push(RegionalAmi::new(ami.region.clone(), ami.ami.clone()));
+        }
+    }
+    own
+}
+
 /// What happened to the parameter in one region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -483,5 +506,28 @@ mod tests {
             Some(4),
             false
         ));
+    }
+
+    #[test]
+    fn only_this_accounts_ami_is_published_in_each_region() {
+        let ami = |region: &str, ami: &str, account: Option<&str>| DistributedAmi {
+            region: region.to_owned(),
+            ami: ami.to_owned(),
+            account: account.map(str::to_owned),
+        };
+        let amis = [
+            ami("us-east-1", "ami-theirs", Some("210987654321")),
+            ami("us-east-1", "ami-ours", Some("123456789012")),
+            ami("eu-west-1", "ami-eu-theirs", Some("210987654321")),
+            ami("eu-west-1", "ami-eu-ours", None),
+        ];
+        assert_eq!(
+            own_amis(&amis, "123456789012"),
+            [
+                RegionalAmi::new("us-east-1", "ami-ours"),
+                RegionalAmi::new("eu-west-1", "ami-eu-ours")
+            ]
+        );
+        assert!(own_amis(&amis[..1], "123456789012").is_empty());
     }
 }

@@ -10,7 +10,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{BuildStatus, BuildSummary, MANIFEST_TAG, PARENT_IMAGE_TAG};
 use prepull_core::component::{ComponentPlan, ComponentState};
 use prepull_core::document;
-use prepull_core::parameter::RegionalAmi;
+use prepull_core::parameter::DistributedAmi;
 use prepull_core::recipe::{self, RecipeChange, RecipeFacts};
 use prepull_core::token::client_token;
 use semver::Version;
@@ -505,8 +505,8 @@ pub async fn cancel_build(client: &Client, arn: &ImageBuilderArn) -> Result<(), 
 pub struct ImageFacts {
     pub status: BuildStatus,
     pub pipeline: Option<String>,
-    /// One AMI per distribution region.
-    pub amis: Vec<RegionalAmi>,
+    /// One AMI per distribution region and target account.
+    pub amis: Vec<DistributedAmi>,
     pub manifest_hash: Option<String>,
     pub reason: Option<String>,
 }
@@ -527,7 +527,13 @@ pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFa
             .map(|o| {
                 o.amis()
                     .iter()
-                    .filter_map(|a| Some(RegionalAmi::new(a.region()?, a.image()?)))
+                    .filter_map(|a| {
+                        Some(DistributedAmi {
+                            region: a.region()?.to_owned(),
+                            ami: a.image()?.to_owned(),
+                            account: a.account_id().map(str::to_owned),
+                        })
+                    })
                     .collect()
             })
             .unwrap_or_default(),

@@ -237,8 +237,8 @@ fn paginate(items: Vec<Value>, params: &Value) -> Result<(Vec<Value>, Option<Str
 }
 
 /// The pipeline's images keep the id of the AMI in each distribution region.
-fn ami_id(image_arn: &str, region: &str) -> String {
-    let digest = Sha256::digest(format!("{image_arn}|{region}").as_bytes());
+fn ami_id(image_arn: &str, region: &str, account: &str) -> String {
+    let digest = Sha256::digest(format!("{image_arn}|{region}|{account}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("ami-{}", &hex[..17])
 }
@@ -295,15 +295,17 @@ pub enum SecondWriter {
 }
 
 impl ImageBuilder {
-    /// Whether an image of this service distributed `ami` to `region`, and it still exists.
-    pub fn distributed_ami(&self, region: &str, ami: &str) -> bool {
+    /// Whether an image of this service distributed `ami` to `account` in `region`, and it
+    /// still exists.
+    pub fn distributed_ami(&self, account: &str, region: &str, ami: &str) -> bool {
         !self.deregistered.iter().any(|d| d == ami)
             && self.images.iter().any(|image| {
                 image["outputResources"]["amis"]
                     .as_array()
                     .is_some_and(|amis| {
-                        amis.iter()
-                            .any(|a| a["region"] == region && a["image"] == ami)
+                        amis.iter().any(|a| {
+                            a["region"] == region && a["image"] == ami && a["accountId"] == account
+                        })
                     })
             })
     }
@@ -1304,9 +1306,32 @@ impl ImageBuilder {
                     .as_array()
                     .cloned()
                     .unwrap_or_else(|| vec![json!({"region": context.region})]);
-                let amis: Vec<Value> = distributions
+                // One AMI per region and account: with `targetAccountIds`, GetImage lists the
+                // copy each target account gets, each with its `accountId` (Image.outputResources
+                // in the API Reference); the other accounts' come first here, so a reader that
+                // takes the first AMI of a region takes the wrong one.
+                let targets: Vec<(Value, String)> = distributions
                     .iter()
-                    .map(|d| {
+                    .flat_map(|d| {
+                        let others: Vec<String> =
+                            d["amiDistributionConfiguration"]["targetAccountIds"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(Value::as_str)
+                                .filter(|a| *a != context.account_id)
+                                .map(str::to_owned)
+                                .collect();
+                        others
+                            .into_iter()
+                            .chain(std::iter::once(context.account_id.clone()))
+                            .map(|account| (d.clone(), account))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                let amis: Vec<Value> = targets
+                    .iter()
+                    .map(|(d, account)| {
                         let region = d["region"].as_str().unwrap_or(&context.region);
                         let name_template = d["amiDistributionConfiguration"]["name"]
                             .as_str()
@@ -1322,11 +1347,11 @@ impl ImageBuilder {
                             );
                         json!({
                             "region": region,
-                            "image": ami_id(&image_arn, region),
+                            "image": ami_id(&image_arn, region, account),
                             "name": name,
                             "description": d["amiDistributionConfiguration"]["description"].clone(),
                             "state": {"status": "AVAILABLE"},
-                            "accountId": context.account_id,
+                            "accountId": account,
                         })
                     })
                     .collect();

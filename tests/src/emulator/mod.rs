@@ -877,7 +877,7 @@ impl Inner {
     async fn ami_exists(&self, region: &str, ami: &str) -> bool {
         if lock(&self.services)
             .imagebuilder
-            .distributed_ami(region, ami)
+            .distributed_ami(&self.config.account_id, region, ami)
         {
             return true;
         }

@@ -1156,3 +1156,48 @@ async fn a_rollback_to_a_deregistered_ami_is_a_failure_not_a_rollout() {
         );
     }
 }
+
+/// A distribution with `targetAccountIds` makes one AMI for each region and account, and
+/// GetImage lists them all with their `accountId`: prepull publishes this account's in each
+/// region, never another account's copy.
+#[tokio::test]
+async fn only_this_accounts_ami_is_published_when_others_get_copies() {
+    let seed = PipelineSeed {
+        regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+        target_accounts: vec!["210987654321".to_owned()],
+        ..PipelineSeed::default()
+    };
+    let s = Scenario::start(&["team/web:v42"], seed, &[]).await.unwrap();
+    let f = Fleet {
+        settings: settings(&[], "replace"),
+        autoscaling: aws_sdk_autoscaling::Client::new(&s.bench.sdk_config().await),
+        s,
+    };
+    let (image, event) = finished(&f, "web 2", "AVAILABLE").await;
+    let listed =
+        f.s.imagebuilder
+            .get_image()
+            .image_build_version_arn(&image)
+            .send()
+            .await
+            .unwrap();
+    let amis = listed
+        .image()
+        .and_then(|i| i.output_resources())
+        .map(|o| o.amis().to_vec())
+        .unwrap();
+    assert_eq!(amis.len(), 4, "two regions, two accounts");
+    let summary = run(&f, event).await;
+    assert_eq!(summary.outcome, Outcome::Published);
+    for update in &summary.parameters {
+        let ours = amis
+            .iter()
+            .find(|a| {
+                a.region() == Some(update.region.as_str()) && a.account_id() == Some("123456789012")
+            })
+            .unwrap();
+        assert_eq!(Some(update.ami.as_str()), ours.image(), "{}", update.region);
+        assert_eq!(parameter_in(&f, &update.region).await.value(), ours.image());
+    }
+    assert_eq!(summary.parameters.len(), 2);
+}

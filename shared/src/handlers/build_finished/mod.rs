@@ -18,7 +18,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{BuildStatus, FollowUp, newer_available};
 use prepull_core::events::imagebuilder::StateChange;
 use prepull_core::events::operator::{BuildFinishedRequest, read_build_finished_request};
-use prepull_core::parameter::{ParameterAction, RegionalAmi, Supersede};
+use prepull_core::parameter::{ParameterAction, RegionalAmi, Supersede, own_amis};
 use prepull_core::refresh::RefreshResult;
 use serde::Serialize;
 use serde_json::Value;
@@ -119,7 +119,7 @@ fn require_amis(image_arn: &ImageBuilderArn, amis: &[RegionalAmi]) -> Result<(),
     if amis.is_empty() {
         return Err(PrepullError::Unexpected {
             what: "GetImage",
-            detail: format!("image {image_arn} is AVAILABLE but lists no AMIs"),
+            detail: format!("image {image_arn} is AVAILABLE but lists no AMI of this account"),
         });
     }
     Ok(())
@@ -165,7 +165,8 @@ async fn republish(
             common.config.pipeline
         )));
     }
-    require_amis(&image_arn, &image.amis)?;
+    let amis = own_amis(&image.amis, common.config.pipeline.account());
+    require_amis(&image_arn, &amis)?;
     let label = build_label(image_arn.as_str());
     let mut summary = Summary::new(Outcome::Republished, dry_run, Some(image_arn));
     let publish = Publish {
@@ -175,7 +176,7 @@ async fn republish(
         dry_run,
         deadline,
     };
-    publish_and_refresh(common, settings, &image.amis, &publish, &mut summary).await?;
+    publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
     finish(summary)
 }
 
@@ -231,7 +232,8 @@ async fn state_change(
         summary.reason = Some(format!("{newer} is newer and AVAILABLE"));
         summary
     } else if status == BuildStatus::Available {
-        require_amis(&image_arn, &image.amis)?;
+        let amis = own_amis(&image.amis, common.config.pipeline.account());
+        require_amis(&image_arn, &amis)?;
         let label = build_label(image_arn.as_str());
         let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
         let publish = Publish {
@@ -241,7 +243,7 @@ async fn state_change(
             dry_run: false,
             deadline,
         };
-        publish_and_refresh(common, settings, &image.amis, &publish, &mut summary).await?;
+        publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
         if summary
             .parameters
             .iter()

@@ -7,7 +7,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::config::FleetSettings;
 use prepull_core::parameter::{
     RegionalAmi, RollbackChoice, Supersede, build_label, build_labels_of, choose_rollback,
-    home_last,
+    home_last, own_amis,
 };
 
 use super::publish::{OtherRegions, Publish, publish_and_refresh};
@@ -87,7 +87,8 @@ async fn rollback_targets(
         return Ok((None, home_only));
     };
     let image = imagebuilder::get_image(client, &build.arn).await?;
-    match home_last(home, previous, image.amis) {
+    let amis = own_amis(&image.amis, common.config.pipeline.account());
+    match home_last(home, previous, amis) {
         Some(amis) => Ok((Some(build.arn.clone()), amis)),
         None => Ok((None, home_only)),
     }
