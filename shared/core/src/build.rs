@@ -269,6 +269,25 @@ pub fn newer_available<'a>(
         .max_by_key(|b| start_order(&b.arn))
 }
 
+/// The builds of `ours`'s image version that started before it and the listing does not show
+/// yet. Image Builder numbers a version's builds as it starts them, so build 5 means builds 1
+/// to 4 exist; ListImagePipelineImages is eventually consistent, and one started a moment ago
+/// may be missing from it.
+pub fn unlisted_predecessors(ours: &ImageBuilderArn, listed: &[BuildSummary]) -> Vec<u32> {
+    let Some(build) = ours.build() else {
+        return Vec::new();
+    };
+    (1..build)
+        .filter(|n| {
+            !listed.iter().any(|b| {
+                b.arn.build() == Some(*n)
+                    && b.arn.name() == ours.name()
+                    && b.arn.version() == ours.version()
+            })
+        })
+        .collect()
+}
+
 /// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
 pub fn started_build(arn: ImageBuilderArn, listed: &[BuildSummary]) -> StartedBuild {
     match listed.iter().find(|build| build.arn == arn) {
@@ -637,5 +656,18 @@ mod tests {
             "a failed or running later build supersedes nothing"
         );
         assert_eq!(newer(7), None);
+    }
+
+    #[test]
+    fn builds_numbered_before_ours_that_the_listing_lacks_are_found() {
+        use BuildStatus::{Available, Building};
+        let listed = [image(1, Available, None), image(3, Building, None)];
+        assert_eq!(unlisted_predecessors(&arn(5), &listed), [2, 4]);
+        assert!(unlisted_predecessors(&arn(2), &listed).is_empty());
+        let other_version = ImageBuilderArn::parse(
+            "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.1/2",
+        )
+        .unwrap();
+        assert_eq!(unlisted_predecessors(&other_version, &listed), [1]);
     }
 }

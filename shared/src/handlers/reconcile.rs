@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildSummary, StartedBuild, started_build, yields_to};
+use prepull_core::build::{
+    BuildSummary, StartedBuild, started_build, unlisted_predecessors, yields_to,
+};
 use prepull_core::component::{self, ComponentPlan};
 use prepull_core::events::ecr::Push;
 use prepull_core::image::ImageRef;
@@ -248,6 +250,32 @@ pub async fn await_component_visible(
     }
 }
 
+/// How long a start waits for the builds numbered before it to appear in the listing.
+const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The pipeline's builds, read again after starting `ours`, once every build numbered before it
+/// is listed (see [`unlisted_predecessors`]), or after [`LISTING_WAIT`]: a build of the same
+/// recipe version by another pipeline never appears in this one's listing.
+async fn builds_started_before(
+    common: &Common,
+    ours: &ImageBuilderArn,
+) -> Result<Vec<BuildSummary>, PrepullError> {
+    let until = std::time::Instant::now() + LISTING_WAIT;
+    loop {
+        let listed = imagebuilder::list_builds(
+            &common.clients.imagebuilder,
+            common.config.pipeline.as_str(),
+        )
+        .await?;
+        let missing = unlisted_predecessors(ours, &listed);
+        if missing.is_empty() || std::time::Instant::now() + VISIBILITY_POLL > until {
+            return Ok(listed);
+        }
+        tracing::info!(image = %ours, missing = ?missing, "builds started just before this one are not listed yet");
+        tokio::time::sleep(VISIBILITY_POLL).await;
+    }
+}
+
 /// The recipe's parent image as it resolves now (see [`ssm::parent_image_value`]).
 pub async fn current_parent_image(
     common: &Common,
@@ -274,11 +302,7 @@ pub async fn start_build(
     .await?;
     let mut started = started_build(arn, listed);
     if let StartedBuild::New { arn } = &started {
-        let now = imagebuilder::list_builds(
-            &common.clients.imagebuilder,
-            common.config.pipeline.as_str(),
-        )
-        .await?;
+        let now = builds_started_before(common, arn).await?;
         if let Some(first) = yields_to(arn, &now) {
             imagebuilder::cancel_build(&common.clients.imagebuilder, arn).await?;
             started = StartedBuild::Yielded {

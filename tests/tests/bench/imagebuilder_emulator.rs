@@ -823,6 +823,17 @@ async fn requests_are_refused_as_the_model_and_the_api_reference_refuse_them() {
     let (emulator, client) = emulator_and_client().await;
     let dated = create_component(&client, "2021.01.01").await;
     assert!(dated.ends_with("/prepull-cache/2021.01.01/1"), "{dated}");
+    let got = client
+        .get_component()
+        .component_build_version_arn(&dated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.component().and_then(|c| c.tags()).map(|t| t.len()),
+        Some(0),
+        "an untagged resource comes back with \"tags\": {{}}"
+    );
 
     let base = || {
         client

@@ -1035,3 +1035,41 @@ async fn pushes_of_one_tag_in_one_second_are_decided_by_ecr() {
     );
     assert_eq!(s.bench.emulator.requests_of("DescribeImages").len(), 1);
 }
+
+/// ListImagePipelineImages is eventually consistent: a build started a moment ago may be
+/// missing from it, so a second push finds no build running and starts another. Its own build
+/// number tells it a build started before it; it waits for that one to be listed, and yields.
+#[tokio::test]
+async fn a_build_the_listing_does_not_show_yet_still_keeps_one_build_at_a_time() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    s.bench
+        .emulator
+        .set_image_list_lag(Duration::from_millis(1500));
+    let web = s.push("team/web", "v42", "web 2").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.outcome, Outcome::BuildStarted);
+    let api = s.push("team/api", "v7", "api 2").await.unwrap();
+    let second = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (second.outcome, second.image_build_version_arn.clone()),
+        (
+            Outcome::QueuedBehindRunningBuild,
+            first.image_build_version_arn.clone()
+        ),
+        "the second start found the first once it was listed, and yielded to it"
+    );
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("CancelImageCreation")).len(),
+        1
+    );
+}
