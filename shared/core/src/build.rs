@@ -269,23 +269,23 @@ pub fn newer_available<'a>(
         .max_by_key(|b| start_order(&b.arn))
 }
 
-/// The builds of `ours`'s image version that started before it and the listing does not show
-/// yet. Image Builder numbers a version's builds as it starts them, so build 5 means builds 1
-/// to 4 exist; ListImagePipelineImages is eventually consistent, and one started a moment ago
-/// may be missing from it.
+/// The builds of `ours`'s image version that started just before it and the listing does not
+/// show yet. Image Builder numbers a version's builds as it starts them, so build 5 means builds
+/// 1 to 4 were started; ListImagePipelineImages is eventually consistent, and one started a
+/// moment ago may be missing from it. Only the numbers above the highest one listed count: an
+/// older build missing from the listing was deleted (a lifecycle policy's doing), not delayed.
 pub fn unlisted_predecessors(ours: &ImageBuilderArn, listed: &[BuildSummary]) -> Vec<u32> {
     let Some(build) = ours.build() else {
         return Vec::new();
     };
-    (1..build)
-        .filter(|n| {
-            !listed.iter().any(|b| {
-                b.arn.build() == Some(*n)
-                    && b.arn.name() == ours.name()
-                    && b.arn.version() == ours.version()
-            })
-        })
-        .collect()
+    let newest_listed = listed
+        .iter()
+        .filter(|b| b.arn.name() == ours.name() && b.arn.version() == ours.version())
+        .filter_map(|b| b.arn.build())
+        .filter(|n| *n < build)
+        .max()
+        .unwrap_or(0);
+    (newest_listed + 1..build).collect()
 }
 
 /// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
@@ -662,8 +662,13 @@ mod tests {
     fn builds_numbered_before_ours_that_the_listing_lacks_are_found() {
         use BuildStatus::{Available, Building};
         let listed = [image(1, Available, None), image(3, Building, None)];
-        assert_eq!(unlisted_predecessors(&arn(5), &listed), [2, 4]);
+        assert_eq!(
+            unlisted_predecessors(&arn(5), &listed),
+            [4],
+            "2 is older than a listed build: deleted, not delayed"
+        );
         assert!(unlisted_predecessors(&arn(2), &listed).is_empty());
+        assert!(unlisted_predecessors(&arn(4), &listed).is_empty());
         let other_version = ImageBuilderArn::parse(
             "arn:aws:imagebuilder:us-east-1:123456789012:image/prepull/1.0.1/2",
         )

@@ -195,7 +195,9 @@ pub async fn plan_pipeline(
 }
 
 /// How long a start waits for the recipe's wildcard to resolve to the version just written.
-const VISIBILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// With [`LISTING_WAIT`] it stays well inside image-pushed's 60-second timeout; past it the
+/// invocation fails and SQS delivers the batch again.
+const VISIBILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 /// How often it looks meanwhile.
 const VISIBILITY_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -251,7 +253,7 @@ pub async fn await_component_visible(
 }
 
 /// How long a start waits for the builds numbered before it to appear in the listing.
-const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The pipeline's builds, read again after starting `ours`, once every build numbered before it
 /// is listed (see [`unlisted_predecessors`]), or after [`LISTING_WAIT`]: a build of the same
