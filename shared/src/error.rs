@@ -49,10 +49,11 @@ pub enum PrepullError {
         ami: String,
         version: i64,
     },
-    /// The recipe's wildcard reference did not resolve to the component build this run wrote,
-    /// within the wait: a build started now would cache the previous manifest.
+    /// The recipe's wildcard reference did not resolve to the component build this run wrote
+    /// within the wait, or resolved to a newer writer's: a build started now would cache
+    /// another manifest than the one it is labelled with.
     #[error(
-        "the recipe's {reference} still resolves to {resolved}, not to {written}: Image Builder has not made the new component version visible yet; no build was started"
+        "the recipe's {reference} resolves to {resolved}, not to {written}: a build started now would not cache the version this run wrote; no build was started"
     )]
     ComponentNotVisible {
         reference: String,

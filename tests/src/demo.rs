@@ -176,6 +176,8 @@ fn ensure_fresh(binary: &std::path::Path, function: &str) -> anyhow::Result<()> 
         root.join("shared").join("src"),
         root.join("shared").join("core"),
         root.join("shared").join("Cargo.toml"),
+        root.join("Cargo.toml"),
+        root.join("Cargo.lock"),
     ];
     let mut newest: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
     let mut pending: Vec<std::path::PathBuf> = sources.to_vec();

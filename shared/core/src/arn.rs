@@ -23,7 +23,7 @@ static ARN: LazyLock<Regex> = LazyLock::new(|| {
         r"^arn:(?P<partition>aws(?:-[a-z]+)*):imagebuilder:",
         r"(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]):(?P<account>[0-9]{12}|aws):",
         r"(?P<kind>[a-z-]+)/(?P<name>[a-z0-9_-]{1,128})",
-        r"(?:/(?P<version>(?:[0-9]{1,9}|x)\.(?:[0-9]{1,9}|x)\.(?:[0-9]{1,9}|x))",
+        r"(?:/(?P<version>(?:[0-9]{1,10}|x)\.(?:[0-9]{1,10}|x)\.(?:[0-9]{1,10}|x))",
         r"(?:/(?P<build>[0-9]{1,9}))?)?$",
     ))
     .expect("a valid built-in pattern")
@@ -143,11 +143,18 @@ pub struct ImageBuilderArn {
     build: Option<u32>,
 }
 
+/// The largest value of a version node: "an upper limit of 2^30-1, or 1073741823 for each
+/// node" (Image Builder User Guide, "Semantic versioning").
+pub const VERSION_NODE_LIMIT: u64 = (1 << 30) - 1;
+
 fn version_part(text: &str) -> Option<VersionPart> {
     if text == "x" {
         Some(VersionPart::Wildcard)
     } else {
-        text.parse().ok().map(VersionPart::Number)
+        text.parse()
+            .ok()
+            .filter(|n| *n <= VERSION_NODE_LIMIT)
+            .map(VersionPart::Number)
     }
 }
 
@@ -372,10 +379,10 @@ pub fn parse_exact_version(text: &str) -> Option<semver::Version> {
     let mut parts = text.split('.');
     let mut next = || -> Option<u64> {
         let part = parts.next()?;
-        if part.is_empty() || part.len() > 9 || !part.bytes().all(|b| b.is_ascii_digit()) {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        part.parse().ok()
+        part.parse().ok().filter(|n| *n <= VERSION_NODE_LIMIT)
     };
     let version = semver::Version::new(next()?, next()?, next()?);
     parts.next().is_none().then_some(version)
@@ -492,6 +499,8 @@ mod tests {
             ("1.x.0", None),
             ("-1.0.0", None),
             ("1.0.0-rc1", None),
+            ("1073741823.0.0", Some((1_073_741_823, 0, 0))),
+            ("1073741824.0.0", None),
         ];
         for (text, expected) in cases {
             assert_eq!(

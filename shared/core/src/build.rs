@@ -232,41 +232,69 @@ pub enum StartedBuild {
     },
 }
 
-/// The order builds started in: Image Builder numbers the builds of an image version in the
-/// order it starts them, and a newer recipe version is a newer image version.
-fn start_order(arn: &ImageBuilderArn) -> (Option<semver::Version>, Option<u32>) {
-    arn.creation_order()
+/// Which of two builds of the pipeline started first. Builds of one recipe are ordered by
+/// Image Builder's own numbers: the image version, then the build number it gives builds as it
+/// starts them. A pipeline that moved to another recipe has no common numbering with the old
+/// one: there the dates Image Builder recorded decide. `None` when nothing can tell.
+fn start_order(
+    a: &ImageBuilderArn,
+    a_created: Option<DateTime<Utc>>,
+    b: &ImageBuilderArn,
+    b_created: Option<DateTime<Utc>>,
+) -> Option<std::cmp::Ordering> {
+    if a.name() == b.name() {
+        Some(a.creation_order().cmp(&b.creation_order()))
+    } else {
+        Some(a_created?.cmp(&b_created?))
+    }
+}
+
+fn created(arn: &ImageBuilderArn, listed: &[BuildSummary]) -> Option<DateTime<Utc>> {
+    listed.iter().find(|b| b.arn == *arn)?.date_created
 }
 
 /// One build at a time, even when two invocations started one each at the same moment: the
 /// check before a start and the start are not one step. Read again after starting, every
 /// running build other than ours that started first wins, and ours yields to the first of
-/// them. Both racers read the same ARNs, so exactly one build goes on.
+/// them. Both racers read the same facts, so exactly one build goes on.
 pub fn yields_to<'a>(
     ours: &ImageBuilderArn,
     listed: &'a [BuildSummary],
 ) -> Option<&'a BuildSummary> {
+    let ours_created = created(ours, listed);
     listed
         .iter()
         .filter(|b| b.status.is_running() && b.arn != *ours)
-        .filter(|b| start_order(&b.arn) < start_order(ours))
-        .min_by_key(|b| start_order(&b.arn))
+        .filter(|b| {
+            start_order(&b.arn, b.date_created, ours, ours_created)
+                == Some(std::cmp::Ordering::Less)
+        })
+        .min_by(|x, y| {
+            start_order(&x.arn, x.date_created, &y.arn, y.date_created)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
 }
 
 /// The newest AVAILABLE build that started after `ours`, if any: an AVAILABLE event for `ours`
 /// then comes late (events arrive in any order, and a failed invocation is retried minutes
 /// later), and publishing it would put an older AMI over a newer one. Decided from Image
-/// Builder's own facts, the builds' versions and build numbers, whether or not the newer one
-/// was published yet.
+/// Builder's own facts, whether or not the newer one was published yet.
 pub fn newer_available<'a>(
     ours: &ImageBuilderArn,
     listed: &'a [BuildSummary],
 ) -> Option<&'a BuildSummary> {
+    let ours_created = created(ours, listed);
     listed
         .iter()
         .filter(|b| b.status == BuildStatus::Available && b.arn != *ours)
-        .filter(|b| start_order(&b.arn) > start_order(ours))
-        .max_by_key(|b| start_order(&b.arn))
+        .filter(|b| {
+            start_order(&b.arn, b.date_created, ours, ours_created)
+                == Some(std::cmp::Ordering::Greater)
+        })
+        .max_by(|x, y| {
+            start_order(&x.arn, x.date_created, &y.arn, y.date_created)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
 }
 
 /// The builds of `ours`'s image version that started just before it and the listing does not
@@ -674,5 +702,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unlisted_predecessors(&other_version, &listed), [1]);
+    }
+
+    #[test]
+    fn builds_of_another_recipe_are_ordered_by_date_not_by_version() {
+        let at = |t: &str| Some(DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc));
+        let build = |recipe: &str, version: &str, created: &str| BuildSummary {
+            arn: ImageBuilderArn::parse(&format!(
+                "arn:aws:imagebuilder:us-east-1:123456789012:image/{recipe}/{version}/1"
+            ))
+            .unwrap(),
+            status: BuildStatus::Available,
+            manifest_hash: None,
+            parent_image: None,
+            date_created: at(created),
+        };
+        // The pipeline moved from recipe `old` at 1.0.7 to recipe `new` at 1.0.0.
+        let listed = [
+            build("old", "1.0.7", "2026-11-01T00:00:00Z"),
+            build("new", "1.0.0", "2026-11-20T00:00:00Z"),
+        ];
+        assert_eq!(
+            newer_available(&listed[1].arn, &listed),
+            None,
+            "the new recipe's is newest"
+        );
+        assert_eq!(
+            newer_available(&listed[0].arn, &listed).map(|b| b.arn.clone()),
+            Some(listed[1].arn.clone())
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The cache component: what Image Builder holds, the manifest a run wants, and whether that
 //! takes a new component version. Pure: the adapters read the state, these functions decide.
 
+use chrono::SubsecRound;
 use semver::Version;
 use serde::Serialize;
 
@@ -48,6 +49,29 @@ pub fn images_to_resolve(
         .collect()
 }
 
+/// Images a push cannot decide against what the component already holds: the push has the
+/// same time as the pinned digest's push and another digest. The two came in different batches
+/// in the same second (event times are whole seconds), so nothing says which was last: ECR's
+/// current digest for the tag does.
+pub fn tied_with_known(state: &ComponentState, pushes: &[Push]) -> Vec<ImageRef> {
+    let mut tied: Vec<ImageRef> = Vec::new();
+    for push in pushes {
+        let same_second = state
+            .merged_manifest
+            .pushed_at(&push.image)
+            .is_some_and(|at| at.trunc_subsecs(0) == push.time.trunc_subsecs(0));
+        let known = same_second
+            && state
+                .merged_manifest
+                .digest_of(&push.image)
+                .is_some_and(|d| *d != push.digest);
+        if known && !tied.contains(&push.image) {
+            tied.push(push.image.clone());
+        }
+    }
+    tied
+}
+
 /// Applies the digests read from ECR, then the pushes (newest event per image wins), to the
 /// merged manifest of the latest version, keeping only watched images.
 pub fn desired_manifest(
@@ -65,7 +89,8 @@ pub fn desired_manifest(
     }
     let mut newest: Vec<&Push> = Vec::new();
     for push in pushes {
-        // Later in the batch wins a tie on time: SQS keeps the order EventBridge sent.
+        // A tie on time between different digests never reaches here: `untie` and
+        // `tied_with_known` hand those images to ECR. Equal digests are the same pin.
         match newest.iter_mut().find(|p| p.image == push.image) {
             Some(existing) if existing.time <= push.time => *existing = push,
             Some(_) => {}
@@ -74,9 +99,12 @@ pub fn desired_manifest(
     }
     let mut applied = Vec::new();
     for push in newest {
+        // Event times are whole seconds; a digest read from ECR carries the read's fraction.
+        // Only a strictly later second makes a push stale: the same second is a tie, which ECR
+        // decides (`tied_with_known`).
         let stale = desired
             .pushed_at(&push.image)
-            .is_some_and(|known| known > push.time);
+            .is_some_and(|known| known.trunc_subsecs(0) > push.time.trunc_subsecs(0));
         if stale {
             continue;
         }
@@ -128,9 +156,15 @@ pub fn plan_component(
         &format!("prepull: {trigger}; {} images", change.desired.len()),
         1024,
     );
-    // The token follows the whole document, push times included: two writers that render the
-    // same text converge on one version, and two that differ both write and are merged later.
-    let client_token = client_token("c", &version, &sha256_hex(document.as_bytes()));
+    // The token follows everything the request sends that can differ, the whole document
+    // (push times included) and the description (which names the trigger): two writers of the
+    // same request converge on one version, and two that differ in anything both write and are
+    // merged later, rather than one of them getting IdempotentParameterMismatchException.
+    let client_token = client_token(
+        "c",
+        &version,
+        &sha256_hex(format!("{description}\n{document}").as_bytes()),
+    );
     Ok(Some(ComponentPlan {
         client_token,
         version,
@@ -147,11 +181,40 @@ pub fn written_first(created: &ImageBuilderArn) -> bool {
     created.build() == Some(1)
 }
 
-/// Whether a recipe's wildcard reference now resolves to `written` or a later build: only then
-/// does a build started now cache what was written. Image Builder resolves `x.x.x` when the
-/// build starts, and a build created moments ago may not be visible yet.
-pub fn resolves_to_written(resolved: &ImageBuilderArn, written: &ImageBuilderArn) -> bool {
-    resolved.name() == written.name() && resolved.creation_order() >= written.creation_order()
+/// What a recipe's wildcard reference resolves to, against the build this run wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The written build: a build started now caches what was written.
+    Written,
+    /// An older build, or nothing yet: the written one is not visible yet. Image Builder
+    /// resolves `x.x.x` when the build starts and is eventually consistent.
+    NotYet,
+    /// A newer build than the written one: another writer's document, which may lack this
+    /// run's pushes; that writer's invocation builds it, and this one must not label it.
+    Newer,
+}
+
+/// Reads a wildcard's resolution against the build this run wrote. A newer build that holds
+/// the same manifest (another writer of the same content) is as good as the written one.
+pub fn resolution(
+    resolved: Option<(&ImageBuilderArn, &str)>,
+    written: (&ImageBuilderArn, &str),
+) -> Resolution {
+    let (written, written_manifest) = written;
+    match resolved {
+        Some((resolved, _)) if resolved == written => Resolution::Written,
+        Some((resolved, manifest))
+            if resolved.name() == written.name()
+                && resolved.creation_order() > written.creation_order() =>
+        {
+            if manifest == written_manifest {
+                Resolution::Written
+            } else {
+                Resolution::Newer
+            }
+        }
+        _ => Resolution::NotYet,
+    }
 }
 
 fn truncate(text: &str, limit: usize) -> String {
@@ -354,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wildcard_serves_the_written_build_once_it_resolves_to_it_or_later() {
+    fn a_wildcard_serves_the_written_build_only_once_it_resolves_to_exactly_it() {
         let arn = |text: &str| {
             ImageBuilderArn::parse(&format!(
                 "arn:aws:imagebuilder:us-east-1:123456789012:component/{text}"
@@ -363,17 +426,50 @@ mod tests {
         };
         let written = arn("prepull-cache/1.0.4/1");
         let cases = [
-            ("prepull-cache/1.0.3/1", false),
-            ("prepull-cache/1.0.4/1", true),
-            ("prepull-cache/1.0.4/2", true),
-            ("prepull-cache/1.0.10/1", true),
-            ("other/1.0.9/1", false),
+            (None, "m", Resolution::NotYet),
+            (Some("prepull-cache/1.0.3/1"), "old", Resolution::NotYet),
+            (Some("prepull-cache/1.0.4/1"), "m", Resolution::Written),
+            (Some("prepull-cache/1.0.4/2"), "theirs", Resolution::Newer),
+            (Some("prepull-cache/1.0.4/2"), "m", Resolution::Written),
+            (Some("prepull-cache/1.0.10/1"), "theirs", Resolution::Newer),
+            (Some("other/1.0.9/1"), "theirs", Resolution::NotYet),
         ];
-        for (resolved, expected) in cases {
+        for (resolved, manifest, expected) in cases {
+            let resolved = resolved.map(arn);
             assert_eq!(
-                resolves_to_written(&arn(resolved), &written),
+                resolution(resolved.as_ref().map(|r| (r, manifest)), (&written, "m")),
                 expected,
-                "{resolved}"
+                "{resolved:?} {manifest}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_push_in_the_same_second_as_the_pinned_one_is_left_to_ecr() {
+        let current = state(&[("team/web:v1", 'a', "2026-11-10T10:00:00Z")]);
+        let cases = [
+            (
+                push("team/web:v1", 'b', "2026-11-10T10:00:00Z"),
+                vec![image("team/web:v1")],
+            ),
+            (push("team/web:v1", 'a', "2026-11-10T10:00:00Z"), vec![]),
+            (push("team/web:v1", 'b', "2026-11-10T10:00:01Z"), vec![]),
+            (push("team/api:v1", 'b', "2026-11-10T10:00:00Z"), vec![]),
+        ];
+        let read_from_ecr = state(&[("team/web:v1", 'a', "2026-11-10T10:00:00.734Z")]);
+        assert_eq!(
+            tied_with_known(
+                &read_from_ecr,
+                &[push("team/web:v1", 'b', "2026-11-10T10:00:00Z")]
+            ),
+            [image("team/web:v1")],
+            "a digest read from ECR at 10:00:00.734 and a push event at 10:00:00: a tie"
+        );
+        for (push, expected) in cases {
+            assert_eq!(
+                tied_with_known(&current, std::slice::from_ref(&push)),
+                expected,
+                "{push:?}"
             );
         }
     }

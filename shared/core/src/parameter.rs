@@ -91,6 +91,26 @@ impl fmt::Display for ParameterAction {
 
 crate::eq_text!(ParameterAction);
 
+/// What a publish of an AVAILABLE build came to, when not a plain `published`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Every region found this build replaced by a newer one.
+    Superseded,
+    /// No region needed a write.
+    AlreadyPublished,
+}
+
+/// Reads the regions' actions of a publish; `None` when some region was written.
+pub fn publish_outcome(actions: &[ParameterAction]) -> Option<PublishOutcome> {
+    if !actions.is_empty() && actions.iter().all(|a| *a == ParameterAction::Superseded) {
+        Some(PublishOutcome::Superseded)
+    } else if actions.iter().all(|a| *a != ParameterAction::Written) {
+        Some(PublishOutcome::AlreadyPublished)
+    } else {
+        None
+    }
+}
+
 /// An SSM label for the build that made an AMI: `image-<recipe>-<version>-<build>`, within
 /// SSM's rules (letters, digits, `.`, `-`, `_`; not starting with a digit, `aws` or `ssm`;
 /// at most 100 characters).
@@ -529,5 +549,28 @@ mod tests {
             ]
         );
         assert!(own_amis(&amis[..1], "123456789012").is_empty());
+    }
+
+    #[test]
+    fn a_publish_is_superseded_only_when_every_region_was() {
+        use ParameterAction::{AlreadyCurrent, Superseded, Written};
+        let cases = [
+            (vec![Written, AlreadyCurrent], None),
+            (
+                vec![AlreadyCurrent, AlreadyCurrent],
+                Some(PublishOutcome::AlreadyPublished),
+            ),
+            (
+                vec![Superseded, Superseded],
+                Some(PublishOutcome::Superseded),
+            ),
+            (
+                vec![Superseded, AlreadyCurrent],
+                Some(PublishOutcome::AlreadyPublished),
+            ),
+        ];
+        for (actions, expected) in cases {
+            assert_eq!(publish_outcome(&actions), expected, "{actions:?}");
+        }
     }
 }

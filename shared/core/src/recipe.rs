@@ -80,8 +80,7 @@ pub fn plan_recipe(
     Ok(Some(RecipeChange {
         recipe_name: recipe.name.to_owned(),
         from_version: recipe.version.to_owned(),
-        new_version: semver::Version::new(current.major, current.minor, current.patch + 1)
-            .to_string(),
+        new_version: crate::component::next_version(Some(&current)).to_string(),
         component_index,
     }))
 }

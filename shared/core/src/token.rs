@@ -6,9 +6,10 @@ pub const TOKEN_LIMIT: usize = 36;
 
 /// A client token from a prefix, a version and a content hash, cut to [`TOKEN_LIMIT`].
 pub fn client_token(prefix: &str, version: &str, content_hash: &str) -> String {
-    let mut token = format!("{prefix}{version}-{content_hash}");
-    token.truncate(TOKEN_LIMIT);
-    token
+    format!("{prefix}{version}-{content_hash}")
+        .chars()
+        .take(TOKEN_LIMIT)
+        .collect()
 }
 
 #[cfg(test)]

@@ -347,14 +347,12 @@ pub async fn apply_recipe_change(
                         .as_service_error()
                         .is_some_and(aws_sdk_imagebuilder::operation::create_image_recipe::CreateImageRecipeError::is_resource_already_exists_exception) =>
             {
-                let existing_arn = format!(
-                    "{}/{version}",
-                    recipe
-                        .arn()
-                        .unwrap_or_default()
-                        .rsplit_once('/')
-                        .map_or("", |(base, _)| base)
-                );
+                let existing_arn = returned_arn(
+                    "GetImageRecipe",
+                    recipe.arn().ok_or_else(|| missing("GetImageRecipe", "imageRecipe.arn"))?,
+                )?
+                .at_version(&version)
+                .to_string();
                 let existing = client
                     .get_image_recipe()
                     .image_recipe_arn(&existing_arn)
@@ -458,12 +456,12 @@ pub async fn start_build(
     returned_arn("StartImagePipelineExecution", arn)
 }
 
-/// The build a component ARN (a build, a version, or a wildcard) resolves to now; `None` when
-/// nothing matches yet.
+/// The build a component ARN (a build, a version, or a wildcard) resolves to now, and the hash
+/// of the manifest its document carries; `None` when nothing matches yet.
 pub async fn resolve_component(
     client: &Client,
     arn: &str,
-) -> Result<Option<ImageBuilderArn>, PrepullError> {
+) -> Result<Option<(ImageBuilderArn, String)>, PrepullError> {
     let response = match client
         .get_component()
         .component_build_version_arn(arn)
@@ -480,24 +478,41 @@ pub async fn resolve_component(
         }
         Err(error) => return Err(aws_error("GetComponent", error)),
     };
-    let arn = response
+    let component = response
         .component()
-        .and_then(|c| c.arn())
+        .ok_or_else(|| missing("GetComponent", "component"))?;
+    let arn = component
+        .arn()
         .ok_or_else(|| missing("GetComponent", "component.arn"))?;
-    returned_arn("GetComponent", arn).map(Some)
+    let data = component
+        .data()
+        .ok_or_else(|| missing("GetComponent", "component.data"))?;
+    let (manifest, _) = document::read_manifest(data)?;
+    Ok(Some((returned_arn("GetComponent", arn)?, manifest.hash())))
 }
 
 /// Cancels a build this run started. The token follows the build, so a retry converges.
 pub async fn cancel_build(client: &Client, arn: &ImageBuilderArn) -> Result<(), PrepullError> {
     let token = client_token("x", "", &prepull_core::manifest::sha256_hex(arn.as_bytes()));
-    client
+    let cancelled = client
         .cancel_image_creation()
         .image_build_version_arn(arn.as_str())
         .client_token(token)
         .send()
-        .await
-        .map_err(|e| aws_error("CancelImageCreation", e))?;
-    Ok(())
+        .await;
+    match cancelled {
+        Ok(_) => Ok(()),
+        // The build ended meanwhile (Image Builder answers a finished image with
+        // ResourceInUseException): there is nothing left to cancel.
+        Err(error)
+            if error.as_service_error().is_some_and(
+                aws_sdk_imagebuilder::operation::cancel_image_creation::CancelImageCreationError::is_resource_in_use_exception,
+            ) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(aws_error("CancelImageCreation", error)),
+    }
 }
 
 /// What build-finished needs to know about one image.

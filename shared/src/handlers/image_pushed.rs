@@ -13,8 +13,8 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    Resolve, await_component_visible, current_parent_image, plan_pipeline, reconcile_component,
-    start_build,
+    Resolve, Visibility, await_component_visible, current_parent_image, plan_pipeline,
+    reconcile_component, start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +26,9 @@ pub enum Outcome {
     AlreadyAttempted,
     UpToDate,
     QueuedBehindRunningBuild,
+    /// A concurrent writer's newer component version carries this run's change (it merges
+    /// what this run wrote); that writer's invocation builds it.
+    Superseded,
     Ignored,
     Rejected,
 }
@@ -47,6 +50,8 @@ pub struct Summary {
     /// With `already-attempted`: how that earlier build ended.
     pub earlier_build_status: Option<BuildStatus>,
     pub recipe_arn: Option<String>,
+    /// With `superseded`: the newer component build that carries this run's change.
+    pub superseded_by: Option<ImageBuilderArn>,
     pub manifest_hash: Option<String>,
     /// The cached images after this run, as `image@digest`.
     pub images: Vec<String>,
@@ -79,6 +84,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         image_build_version_arn: None,
         earlier_build_status: None,
         recipe_arn: None,
+        superseded_by: None,
         manifest_hash: None,
         images: Vec::new(),
         applied: Vec::new(),
@@ -162,8 +168,18 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let version = component.version.clone().unwrap_or_default();
     summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
         BuildDecision::Start { token_prefix, tags } => {
-            if let Some(written) = &component.build_arn {
-                await_component_visible(common, &view, written).await?;
+            let visibility = match &component.build_arn {
+                Some(written) => {
+                    await_component_visible(common, &view, written, &component.manifest_hash)
+                        .await?
+                }
+                None => Visibility::Written,
+            };
+            if let Visibility::Superseded(newer) = visibility {
+                tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
+                summary.outcome = Outcome::Superseded;
+                summary.superseded_by = Some(newer);
+                return Ok(summary);
             }
             let parent = current_parent_image(common, &view).await?;
             let (token, tags) =

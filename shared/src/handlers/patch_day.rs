@@ -18,8 +18,8 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    ComponentOutcome, Resolve, await_component_visible, current_parent_image, plan_pipeline,
-    reconcile_component, start_build,
+    ComponentOutcome, Resolve, Visibility, await_component_visible, current_parent_image,
+    plan_pipeline, reconcile_component, start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,8 +136,17 @@ pub async fn handle(
     if !request.dry_run
         && let Some(build) = &build
     {
-        if let Some(written) = &component.build_arn {
-            await_component_visible(common, &view, written).await?;
+        if let Some(written) = &component.build_arn
+            && let Visibility::Superseded(newer) =
+                await_component_visible(common, &view, written, &component.manifest_hash).await?
+        {
+            // Rare for patch-day: a push wrote a newer version during this run. That push's
+            // invocation builds it; this run fails and its retry reads again.
+            return Err(PrepullError::ComponentNotVisible {
+                reference: "the recipe's cache component".to_owned(),
+                resolved: newer.to_string(),
+                written: written.to_string(),
+            });
         }
         match start_build(common, &build.client_token, &build.tags, &builds).await? {
             StartedBuild::New { arn } => image_build_version_arn = Some(arn),

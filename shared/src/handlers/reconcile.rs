@@ -7,7 +7,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{
     BuildSummary, StartedBuild, started_build, unlisted_predecessors, yields_to,
 };
-use prepull_core::component::{self, ComponentPlan};
+use prepull_core::component::{self, ComponentPlan, Resolution};
 use prepull_core::events::ecr::Push;
 use prepull_core::image::ImageRef;
 use prepull_core::manifest::Manifest;
@@ -73,12 +73,21 @@ pub async fn reconcile_component(
     loop {
         attempt += 1;
         let state = imagebuilder::read_component_state(client, &config.component_name).await?;
+        // A push tied with the pinned digest's push leaves its image to ECR, as a tie inside
+        // one batch does (see `untie`).
+        let tied = component::tied_with_known(&state, pushes);
+        let pushes: Vec<Push> = pushes
+            .iter()
+            .filter(|p| !tied.contains(&p.image))
+            .cloned()
+            .collect();
+        let pushes = pushes.as_slice();
         if resolved.is_none() {
             let wanted = match &resolve {
                 Resolve::All => config.images.clone(),
                 Resolve::Missing(also) => {
                     let mut wanted = component::images_to_resolve(&state, &config.images, pushes);
-                    for image in also {
+                    for image in also.iter().chain(&tied) {
                         if !wanted.contains(image) {
                             wanted.push(image.clone());
                         }
@@ -168,6 +177,9 @@ pub async fn reconcile_component(
                 attempts: attempt,
             });
         }
+        // The other writer's version may not be visible to the reads yet (Image Builder is
+        // eventually consistent): give it a moment before merging it.
+        tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(attempt))).await;
     }
 }
 
@@ -194,6 +206,15 @@ pub async fn plan_pipeline(
     Ok((view, change))
 }
 
+/// What the recipe's wildcard resolves to, as far as a start is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// The build this run wrote (or the recipe pins builds): a build may start.
+    Written,
+    /// A newer writer's build: that writer builds it; this run starts nothing.
+    Superseded(ImageBuilderArn),
+}
+
 /// How long a start waits for the recipe's wildcard to resolve to the version just written.
 /// With [`LISTING_WAIT`] it stays well inside image-pushed's 60-second timeout; past it the
 /// invocation fails and SQS delivers the batch again.
@@ -210,7 +231,8 @@ pub async fn await_component_visible(
     common: &Common,
     view: &PipelineView,
     written: &ImageBuilderArn,
-) -> Result<(), PrepullError> {
+    written_manifest: &str,
+) -> Result<Visibility, PrepullError> {
     let arns: Vec<&str> = view
         .recipe
         .components()
@@ -227,19 +249,30 @@ pub async fn await_component_visible(
                 })
                 .copied()
                 .unwrap_or_default(),
-            _ => return Ok(()),
+            _ => return Ok(Visibility::Written),
         };
     let until = std::time::Instant::now() + VISIBILITY_WAIT;
     loop {
         let resolved =
             imagebuilder::resolve_component(&common.clients.imagebuilder, reference).await?;
-        if resolved
-            .as_ref()
-            .is_some_and(|r| component::resolves_to_written(r, written))
-        {
-            return Ok(());
+        let seen = component::resolution(
+            resolved
+                .as_ref()
+                .map(|(arn, manifest)| (arn, manifest.as_str())),
+            (written, written_manifest),
+        );
+        match (seen, &resolved) {
+            (Resolution::Written, _) => return Ok(Visibility::Written),
+            // Another writer's build of this version or a later one, with another manifest:
+            // it took this version too (and merges this run's pushes into the next) or came
+            // after. That writer's invocation builds what it wrote; this one must not label it
+            // with its own manifest.
+            (Resolution::Newer, Some((newer, _))) => {
+                return Ok(Visibility::Superseded(newer.clone()));
+            }
+            _ => {}
         }
-        let resolved = resolved.map_or_else(|| "nothing".to_owned(), |r| r.to_string());
+        let resolved = resolved.map_or_else(|| "nothing".to_owned(), |(r, _)| r.to_string());
         if std::time::Instant::now() + VISIBILITY_POLL > until {
             return Err(PrepullError::ComponentNotVisible {
                 reference: reference.to_owned(),

@@ -4,8 +4,11 @@
 //! (`botocore/data/<service>/<version>/service-2.json.gz`), never copied into the repository.
 //! Every request is checked for what the model says of its shape: required members, unknown
 //! members, string lengths, patterns and enums, number ranges, and list and map sizes. A
-//! request that breaks it gets the error AWS gives, naming the member: Image Builder's
-//! `InvalidParameterValueException`, Auto Scaling's `ValidationError`.
+//! request that breaks it gets the error its operation declares, naming the member (see
+//! [`ServiceModel::validation_error_code`]): Image Builder's `InvalidRequestException` (or
+//! `InvalidVersionNumberException` for a version), Auto Scaling's `ValidationError`. Unknown
+//! members are refused too, as the issue that asked for this check requires: stricter than a
+//! restJson service may be, and never something prepull should send.
 //!
 //! Patterns are ECMAScript regular expressions matched anywhere in the value, as Smithy defines
 //! `@pattern`; some use look-ahead (`^(?!aws:)…` for tag keys), so they run on `fancy-regex`.

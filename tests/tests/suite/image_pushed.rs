@@ -508,62 +508,52 @@ async fn two_handlers_racing_on_different_batches_lose_nothing() {
 }
 
 /// The check before a start and the start are two steps: two invocations can both find no
-/// build running and both start one. Read again after its start, the later build yields: it is
-/// cancelled, and its change waits for the first build's follow-up.
+/// build running and both start one (two operators forcing a rebuild at once, here). Read again
+/// after its start, the later build yields: it is cancelled, and names the build that goes on.
 #[tokio::test]
-async fn two_handlers_that_both_start_a_build_leave_one_running() {
+async fn two_runs_that_both_start_a_build_leave_one_running() {
+    use prepull::patch_day::{Outcome as PatchDayOutcome, PatchDaySettings};
     let s = scenario(&["team/web:v42", "team/api:v7"]).await;
-    // As in the race above: version 1.0.1 knows both images, so each racer keeps the other's
-    // old digest and their manifests differ.
-    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
-    let first = handle(
-        &s.common,
-        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
-    )
-    .await
-    .unwrap();
-    s.bench
-        .emulator
-        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
-        .unwrap();
-    let web = s.push("team/web", "v42", "web 2").await.unwrap();
-    let api = s.push("team/api", "v7", "api 2").await.unwrap();
     s.bench.emulator.clear_requests();
     // Both list the pipeline's builds (none running) before either start lands.
-    s.bench.emulator.inject(Fault::slow(
-        "CreateComponent",
-        Duration::from_millis(300),
-        2,
-    ));
     s.bench.emulator.inject(Fault::slow(
         "StartImagePipelineExecution",
         Duration::from_millis(1500),
         2,
     ));
+    let settings = PatchDaySettings {
+        offset_days: 1,
+        max_image_age_days: 35,
+    };
+    let force = |reason: &str| serde_json::json!({"force": true, "reason": reason});
+    let now = chrono::Utc::now();
     let (a, b) = tokio::join!(
-        handle(
-            &s.common,
-            sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))])
-        ),
-        handle(
-            &s.common,
-            sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))])
-        ),
+        prepull::patch_day::handle(&s.common, settings, force("operator a"), "request-a", now),
+        prepull::patch_day::handle(&s.common, settings, force("operator b"), "request-b", now),
     );
-    let (a, b): (Summary, Summary) = (a.expect("no error"), b.expect("no error"));
+    let (a, b) = (a.expect("no error"), b.expect("no error"));
     let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
     assert_eq!(starts.len(), 2, "both started: the race this test is about");
-
     let cancels = successful(s.bench.emulator.requests_of("CancelImageCreation"));
     assert_eq!(cancels.len(), 1, "exactly one yields");
     let mut outcomes = [a.outcome, b.outcome];
     outcomes.sort_by_key(|o| format!("{o:?}"));
     assert_eq!(
         outcomes,
-        [Outcome::BuildStarted, Outcome::QueuedBehindRunningBuild]
+        [PatchDayOutcome::BuildRunning, PatchDayOutcome::BuildStarted]
     );
+    let going_on = [&a, &b]
+        .iter()
+        .find_map(|x| x.image_build_version_arn.clone())
+        .unwrap();
+    let yielded = if a.outcome == PatchDayOutcome::BuildRunning {
+        &a
+    } else {
+        &b
+    };
     assert_eq!(
-        a.image_build_version_arn, b.image_build_version_arn,
+        yielded.running_build.as_ref(),
+        Some(&going_on),
         "the one that yielded names the build that goes on"
     );
     let images = s
@@ -591,8 +581,8 @@ async fn two_handlers_that_both_start_a_build_leave_one_running() {
         statuses.iter().filter(|(_, s)| s == "BUILDING").collect();
     assert_eq!(running.len(), 1, "{statuses:?}");
     assert_eq!(
-        Some(running[0].0.as_str()),
-        a.image_build_version_arn.as_deref(),
+        running[0].0.as_str(),
+        going_on.as_str(),
         "the first build started goes on"
     );
     assert!(

@@ -129,6 +129,16 @@ fn built_here(common: &Common, image: &ImageFacts) -> bool {
     image.pipeline.as_deref() == Some(common.config.pipeline.as_str())
 }
 
+/// What a publish came to: `superseded` when every region found this build replaced by a
+/// newer one, `already-published` when no region needed a write, else `published`.
+fn published_outcome(parameters: &[ParameterUpdate]) -> Outcome {
+    let actions: Vec<ParameterAction> = parameters.iter().map(|p| p.action).collect();
+    prepull_core::parameter::publish_outcome(&actions).map_or(Outcome::Published, |o| match o {
+        prepull_core::parameter::PublishOutcome::Superseded => Outcome::Superseded,
+        prepull_core::parameter::PublishOutcome::AlreadyPublished => Outcome::AlreadyPublished,
+    })
+}
+
 /// Fails the invocation, so Lambda retries it, only when something retryable failed.
 fn finish(summary: Summary) -> Result<Summary, PrepullError> {
     if let Some(failed) = summary.refreshes.iter().find(|r| r.retryable) {
@@ -244,13 +254,7 @@ async fn state_change(
             deadline,
         };
         publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
-        if summary
-            .parameters
-            .iter()
-            .all(|p| p.action != ParameterAction::Written)
-        {
-            summary.outcome = Outcome::AlreadyPublished;
-        }
+        summary.outcome = published_outcome(&summary.parameters);
         summary
     } else {
         let why = reason

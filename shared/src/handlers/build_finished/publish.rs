@@ -63,12 +63,16 @@ async fn publish_in_region(
         publish.supersede,
         publish.dry_run,
     );
+    // Taken before the write, not after the wait for it to land: a refresh started meanwhile
+    // rolls this AMI out.
+    let mut written_at = None;
     let version = match step {
         PublishStep::AlreadyCurrent { version } | PublishStep::Superseded { version } => {
             Some(version)
         }
         PublishStep::WouldWrite => None,
         PublishStep::Write => {
+            written_at = Some(common.clock.now());
             let version = ssm::put_ami(
                 &client,
                 parameter,
@@ -106,7 +110,8 @@ async fn publish_in_region(
         ssm::label(&client, parameter, holding, label).await?;
     }
     let published_at = match step {
-        PublishStep::Write | PublishStep::WouldWrite => Some(common.clock.now()),
+        PublishStep::Write => written_at,
+        PublishStep::WouldWrite => Some(common.clock.now()),
         PublishStep::AlreadyCurrent { .. } | PublishStep::Superseded { .. } => {
             current.and_then(|c| c.modified)
         }
