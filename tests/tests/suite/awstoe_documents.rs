@@ -25,17 +25,28 @@ fn registry() -> impl Strategy<Value = Registry> {
         .prop_map(|(account, region)| Registry::for_account(account, region).unwrap())
 }
 
+/// When the digest was pushed: unknown, or any second (with a fraction, as an ECR read gives).
+fn pushed_at() -> impl Strategy<Value = Option<chrono::DateTime<chrono::Utc>>> {
+    proptest::option::of((1_600_000_000_i64..2_000_000_000, 0_u32..1_000_000_000))
+        .prop_map(|at| at.and_then(|(secs, nanos)| chrono::DateTime::from_timestamp(secs, nanos)))
+}
+
 fn pinned() -> impl Strategy<Value = Option<PinnedImage>> {
-    (registry(), repository(), tag(), "[a-f0-9]{64}").prop_map(
-        |(registry, repository, tag, hex)| {
+    (registry(), repository(), tag(), "[a-f0-9]{64}", pushed_at()).prop_map(
+        |(registry, repository, tag, hex, pushed_at)| {
             let image = ImageRef::parse(&format!("{repository}:{tag}"), &registry).ok()?;
             Some(PinnedImage {
                 image,
                 digest: Digest::parse(&format!("sha256:{hex}")).ok()?,
-                pushed_at: None,
+                pushed_at,
             })
         },
     )
+}
+
+/// A component name as the configuration accepts it.
+fn component_name() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9][-_A-Za-z0-9]{1,40}[A-Za-z0-9]"
 }
 
 fn manifest() -> impl Strategy<Value = Manifest> {
@@ -50,14 +61,17 @@ proptest! {
     fn any_manifest_that_fits_renders_a_document_awstoe_accepts(
         manifest in manifest(),
         docker in any::<bool>(),
+        name in component_name(),
     ) {
         let runtime = if docker { Runtime::Docker } else { Runtime::Containerd };
-        match render(&manifest, runtime, "prepull-cache") {
+        match render(&manifest, runtime, &name) {
             Ok(document) => {
                 prop_assert!(document.chars().count() <= DOCUMENT_LIMIT);
                 prop_assert_eq!(check_document(&document), Ok(()));
-                prop_assert_eq!(read_manifest(&document).unwrap(), (manifest.clone(), Some(runtime)));
-                prop_assert_eq!(render(&manifest, runtime, "prepull-cache").unwrap(), document);
+                let (read, read_runtime) = read_manifest(&document).unwrap();
+                prop_assert_eq!(read_runtime, Some(runtime));
+                prop_assert_eq!(read.to_json(), manifest.to_json(), "push times read back too");
+                prop_assert_eq!(render(&manifest, runtime, &name).unwrap(), document);
             }
             Err(error) => prop_assert!(error.to_string().contains("fit"), "{}", error),
         }
