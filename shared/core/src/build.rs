@@ -253,26 +253,41 @@ fn created(arn: &ImageBuilderArn, listed: &[BuildSummary]) -> Option<DateTime<Ut
     listed.iter().find(|b| b.arn == *arn)?.date_created
 }
 
+/// The builds in `listed` other than `ours`, in `status`, that started on `side` of it.
+fn started_on<'a>(
+    ours: &'a ImageBuilderArn,
+    listed: &'a [BuildSummary],
+    status: impl Fn(BuildStatus) -> bool + 'a,
+    side: std::cmp::Ordering,
+) -> impl Iterator<Item = &'a BuildSummary> + 'a {
+    let ours_created = created(ours, listed);
+    listed.iter().filter(move |b| {
+        status(b.status)
+            && b.arn != *ours
+            && start_order(&b.arn, b.date_created, ours, ours_created) == Some(side)
+    })
+}
+
+/// Orders builds by when they started, as far as [`start_order`] can tell.
+fn by_start(x: &&BuildSummary, y: &&BuildSummary) -> std::cmp::Ordering {
+    start_order(&x.arn, x.date_created, &y.arn, y.date_created).unwrap_or(std::cmp::Ordering::Equal)
+}
+
 /// One build at a time, even when two invocations started one each at the same moment: the
 /// check before a start and the start are not one step. Read again after starting, every
 /// running build other than ours that started first wins, and ours yields to the first of
 /// them. Both racers read the same facts, so exactly one build goes on.
 pub fn yields_to<'a>(
-    ours: &ImageBuilderArn,
+    ours: &'a ImageBuilderArn,
     listed: &'a [BuildSummary],
 ) -> Option<&'a BuildSummary> {
-    let ours_created = created(ours, listed);
-    listed
-        .iter()
-        .filter(|b| b.status.is_running() && b.arn != *ours)
-        .filter(|b| {
-            start_order(&b.arn, b.date_created, ours, ours_created)
-                == Some(std::cmp::Ordering::Less)
-        })
-        .min_by(|x, y| {
-            start_order(&x.arn, x.date_created, &y.arn, y.date_created)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
+    started_on(
+        ours,
+        listed,
+        BuildStatus::is_running,
+        std::cmp::Ordering::Less,
+    )
+    .min_by(by_start)
 }
 
 /// The newest AVAILABLE build that started after `ours`, if any: an AVAILABLE event for `ours`
@@ -280,21 +295,16 @@ pub fn yields_to<'a>(
 /// later), and publishing it would put an older AMI over a newer one. Decided from Image
 /// Builder's own facts, whether or not the newer one was published yet.
 pub fn newer_available<'a>(
-    ours: &ImageBuilderArn,
+    ours: &'a ImageBuilderArn,
     listed: &'a [BuildSummary],
 ) -> Option<&'a BuildSummary> {
-    let ours_created = created(ours, listed);
-    listed
-        .iter()
-        .filter(|b| b.status == BuildStatus::Available && b.arn != *ours)
-        .filter(|b| {
-            start_order(&b.arn, b.date_created, ours, ours_created)
-                == Some(std::cmp::Ordering::Greater)
-        })
-        .max_by(|x, y| {
-            start_order(&x.arn, x.date_created, &y.arn, y.date_created)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
+    started_on(
+        ours,
+        listed,
+        |s| s == BuildStatus::Available,
+        std::cmp::Ordering::Greater,
+    )
+    .max_by(by_start)
 }
 
 /// The builds of `ours`'s image version that started just before it and the listing does not

@@ -730,15 +730,7 @@ async fn handle(
 
     // AWS checks a request's shape before anything else looks at it.
     if let Some(error) = inner.models.violation(service, &operation, &params) {
-        inner.record(
-            service,
-            &operation,
-            params,
-            error.status,
-            Some(error.code.clone()),
-            false,
-        );
-        return error_response(service, &error);
+        return inner.refuse(service, &operation, params, &error);
     }
 
     if let Some(fault) = inner.take_fault(service, &operation) {
@@ -872,6 +864,25 @@ fn moto_authorization(service: &str, region: &str) -> String {
 }
 
 impl Inner {
+    /// Records a refused request and answers it with the error, in the service's shape.
+    fn refuse(
+        &self,
+        service: Service,
+        operation: &str,
+        params: Value,
+        error: &ApiError,
+    ) -> Response {
+        self.record(
+            service,
+            operation,
+            params,
+            error.status,
+            Some(error.code.clone()),
+            false,
+        );
+        error_response(service, error)
+    }
+
     /// Whether EC2 knows the AMI in `region`: one the emulated Image Builder distributed and
     /// nobody deregistered, or one moto's EC2 describes.
     async fn ami_exists(&self, region: &str, ami: &str) -> bool {
@@ -949,15 +960,7 @@ async fn proxy_to_moto(
                 service.signing_name()
             ),
         );
-        inner.record(
-            service,
-            &operation,
-            params,
-            error.status,
-            Some(error.code.clone()),
-            false,
-        );
-        return error_response(service, &error);
+        return inner.refuse(service, &operation, params, &error);
     };
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut request = inner

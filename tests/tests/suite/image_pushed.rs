@@ -436,20 +436,7 @@ async fn two_handlers_racing_on_different_batches_lose_nothing() {
     let s = scenario(&["team/web:v42", "team/api:v7"]).await;
     // Version 1.0.1 knows both images, so neither racer needs ECR and each keeps the other's
     // old digest: a genuine conflict.
-    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
-    let first = handle(
-        &s.common,
-        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
-    )
-    .await
-    .unwrap();
-    s.bench
-        .emulator
-        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
-        .unwrap();
-    let web = s.push("team/web", "v42", "web 2").await.unwrap();
-    let api = s.push("team/api", "v7", "api 2").await.unwrap();
-    s.bench.emulator.clear_requests();
+    let (web, api) = built_once_then_both_pushed(&s).await;
 
     // Both handlers read the state before either writes: hold both writes back a little.
     s.bench.emulator.inject(Fault::slow(
@@ -457,17 +444,7 @@ async fn two_handlers_racing_on_different_batches_lose_nothing() {
         Duration::from_millis(300),
         2,
     ));
-    let (a, b) = tokio::join!(
-        handle(
-            &s.common,
-            sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))])
-        ),
-        handle(
-            &s.common,
-            sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))])
-        ),
-    );
-    let (a, b): (Summary, Summary) = (a.expect("no error"), b.expect("no error"));
+    let (a, b) = race(&s, &web, &api).await;
 
     let versions: Vec<String> = successful(s.bench.emulator.requests_of("CreateComponent"))
         .iter()
@@ -890,36 +867,13 @@ async fn racing_writers_converge_when_image_builder_refuses_the_second() {
     s.bench
         .emulator
         .set_component_second_writer(SecondWriter::ResourceInUse);
-    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
-    let first = handle(
-        &s.common,
-        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
-    )
-    .await
-    .unwrap();
-    s.bench
-        .emulator
-        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
-        .unwrap();
-    let web = s.push("team/web", "v42", "web 2").await.unwrap();
-    let api = s.push("team/api", "v7", "api 2").await.unwrap();
-    s.bench.emulator.clear_requests();
+    let (web, api) = built_once_then_both_pushed(&s).await;
     s.bench.emulator.inject(Fault::slow(
         "CreateComponent",
         Duration::from_millis(300),
         2,
     ));
-    let (a, b) = tokio::join!(
-        handle(
-            &s.common,
-            sqs_batch(&[push_event("e-web", "team/web", "v42", &web, &at(60))])
-        ),
-        handle(
-            &s.common,
-            sqs_batch(&[push_event("e-api", "team/api", "v7", &api, &at(61))])
-        ),
-    );
-    let (a, b): (Summary, Summary) = (a.expect("no error"), b.expect("no error"));
+    let (a, b) = race(&s, &web, &api).await;
     let creates: Vec<(String, Option<String>)> = s
         .bench
         .emulator
@@ -1062,4 +1016,40 @@ async fn a_build_the_listing_does_not_show_yet_still_keeps_one_build_at_a_time()
         successful(s.bench.emulator.requests_of("CancelImageCreation")).len(),
         1
     );
+}
+
+/// Version 1.0.1 knows both images (built once, AVAILABLE), then both are pushed again: two
+/// racers on these pushes need no ECR, and each keeps the other's old digest: a genuine
+/// conflict. Returns the new digests of team/web and team/api.
+async fn built_once_then_both_pushed(s: &Scenario) -> (String, String) {
+    let web_1 = s.push("team/web", "v42", "web 1").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-0", "team/web", "v42", &web_1, &at(0))]),
+    )
+    .await
+    .unwrap();
+    s.bench
+        .emulator
+        .finish_image(&first.image_build_version_arn.unwrap(), "AVAILABLE", None)
+        .unwrap();
+    let web = s.push("team/web", "v42", "web 2").await.unwrap();
+    let api = s.push("team/api", "v7", "api 2").await.unwrap();
+    s.bench.emulator.clear_requests();
+    (web, api)
+}
+
+/// Two image-pushed invocations at once, one for each push.
+async fn race(s: &Scenario, web: &str, api: &str) -> (Summary, Summary) {
+    let (a, b) = tokio::join!(
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-web", "team/web", "v42", web, &at(60))])
+        ),
+        handle(
+            &s.common,
+            sqs_batch(&[push_event("e-api", "team/api", "v7", api, &at(61))])
+        ),
+    );
+    (a.expect("no error"), b.expect("no error"))
 }
