@@ -85,6 +85,7 @@ impl Bench {
 /// The SDK configuration `aws_config` would load from [`environment`]: every service at `url`.
 pub async fn sdk_config_for(url: &str, region: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(prepull::aws::https_client())
         .region(Region::new(region.to_owned()))
         .credentials_provider(Credentials::new(
             ACCESS_KEY_ID,

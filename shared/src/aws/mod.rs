@@ -1,11 +1,14 @@
 //! The AWS SDK clients prepull talks through.
 //!
 //! Every client is built from one [`aws_config::SdkConfig`] loaded with
-//! [`aws_config::load_defaults`], so the SDK's standard settings apply unchanged: credentials,
+//! [`aws_config::defaults`], so the SDK's standard settings apply unchanged: credentials,
 //! region, retry mode, and the endpoint variables `AWS_ENDPOINT_URL` and
 //! `AWS_ENDPOINT_URL_<SERVICE>` (`_IMAGEBUILDER`, `_AUTO_SCALING`, `_SSM`, `_ECR`). The
 //! endpoint variables are how the local bench under `tests/` is reached; there is deliberately
 //! no private override.
+//!
+//! The one HTTP client is [`https_client`]: the workspace turns the SDK's default features off
+//! (see the root `Cargo.toml`), so nothing else brings one.
 //!
 //! Clients for other regions (SSM in each distribution region, ECR in each image's registry
 //! region) are made on first use and kept, so a warm function reuses their connections.
@@ -20,6 +23,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 
@@ -35,6 +40,17 @@ pub struct AwsClients {
     pub ecr: aws_sdk_ecr::Client,
     regional_ssm: Regional<aws_sdk_ssm::Client>,
     regional_ecr: Regional<aws_sdk_ecr::Client>,
+}
+
+/// The HTTP client every SDK client shares: hyper 1 with rustls on `ring` and the system's
+/// root certificates (read once, on first use). `ring` rather than the SDK's default
+/// `aws-lc-rs`: the same TLS 1.2/1.3 suites AWS endpoints offer, without a C library that
+/// takes minutes to cross-compile for arm64 (measured in `docs/measuring.md`). Plain `http://`
+/// endpoints (the local bench) work through it too.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Clients of one service by region, each made once.
@@ -62,7 +78,10 @@ fn regional<C: Clone>(
 impl AwsClients {
     /// Loads the SDK configuration from the environment and builds every client from it.
     pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .load()
+            .await;
         Self::from_config(&config)
     }
 
