@@ -232,6 +232,7 @@ impl Functions {
                 FunctionHost::start(FunctionSpec {
                     name: function.name().to_owned(),
                     binary: dir.join(function.name()),
+                    args: Vec::new(),
                     environment: environment.to_vec(),
                     memory_mb: MEMORY_MB,
                     timeout: function.timeout(),

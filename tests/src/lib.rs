@@ -12,6 +12,7 @@
 //! - [`scenario`]: a seeded bench plus prepull's context, and events as AWS delivers them.
 
 pub mod bench;
+pub mod benchmark;
 pub mod cargo_lambda;
 pub mod demo;
 pub mod emulator;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
@@ -62,6 +62,9 @@ impl Outcome {
 pub struct FunctionSpec {
     pub name: String,
     pub binary: PathBuf,
+    /// Arguments for the binary: none for a custom runtime's `bootstrap`; the interpreter's
+    /// arguments for the Python baseline.
+    pub args: Vec<String>,
     /// The function's own variables (its `Environment` in the template) plus whatever points
     /// the SDK at the bench.
     pub environment: Vec<(String, String)>,
@@ -79,6 +82,8 @@ struct Invocation {
 
 #[derive(Default)]
 struct Shared {
+    /// When the process first asked for an invocation: the end of its init.
+    first_poll: std::sync::OnceLock<Instant>,
     answers: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: Mutex<Option<Value>>,
     logs: Mutex<Vec<String>>,
@@ -94,6 +99,8 @@ struct HostState {
 pub struct FunctionHost {
     spec: FunctionSpec,
     child: Child,
+    /// Just before the process was started.
+    started: Instant,
     shared: Arc<Shared>,
     queue: mpsc::Sender<Invocation>,
     server: tokio::task::JoinHandle<()>,
@@ -154,6 +161,8 @@ impl FunctionHost {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        command.args(&spec.args);
+        let started = Instant::now();
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", spec.binary.display()))?;
@@ -166,6 +175,7 @@ impl FunctionHost {
         Ok(Self {
             spec,
             child,
+            started,
             shared,
             queue,
             server,
@@ -175,6 +185,30 @@ impl FunctionHost {
 
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// How long the process took from its start to its first request for an invocation
+    /// (Lambda's init phase), once it has made that request.
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.shared
+            .first_poll
+            .get()
+            .map(|polled| polled.duration_since(self.started))
+    }
+
+    /// The time since the process was started.
+    pub fn since_start(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The process's peak resident memory so far (`VmHWM`), while it runs.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
     }
 
     /// Sends one event and waits for the function's answer, its exit, or its timeout.
@@ -290,6 +324,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn next_invocation(State(state): State<Arc<HostState>>) -> Response {
+    let _first = state.shared.first_poll.get_or_init(Instant::now);
     let Some(invocation) = state.queue.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };

@@ -11,7 +11,7 @@ use serde_json::Value;
 /// Time kept back from the invocation's deadline to report what happened.
 const REPORTING_MARGIN: Duration = Duration::from_secs(10);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let common = prepull::common::init().await?;
     let settings = prepull::common::init_settings(FleetSettings::from_env())?;

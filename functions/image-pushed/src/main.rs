@@ -4,7 +4,7 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let common = prepull::common::init().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use prepull::patch_day::{PatchDaySettings, handle};
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let common = prepull::common::init().await?;
     let settings = prepull::common::init_settings(PatchDaySettings::from_env())?;

@@ -1,17 +1,24 @@
-//! Measures what prepull's speed and memory depend on, on this machine, and prints a table:
-//! rendering the cache document, planning a burst of pushes, and image-pushed end to end on
-//! the local bench (so AWS round trips are loopback, not network). Run with
-//! `make benchmark`; numbers vary with the machine, so compare runs on one machine only.
+//! `make benchmark`: cold starts of prepull's functions beside a bare `lambda_runtime` floor
+//! and a Python baseline, the arm64 artifacts' sizes, AWS calls per scenario beside their
+//! floors, how bursts of pushes coalesce, and the in-process cost of rendering and planning.
+//! Prints one set of tables and writes them, with the raw figures as JSON, to
+//! `bench/results/`. Numbers vary with the machine: compare runs on one machine only.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
 
 use prepull::core::component::{ComponentState, desired_manifest};
 use prepull::core::document::{Runtime, render};
 use prepull::core::events::ecr::Push;
 use prepull::core::image::{Digest, ImageRef, Registry};
 use prepull::core::manifest::{Manifest, PinnedImage};
-use prepull_bench::scenario::{Scenario, push_event, sqs_batch};
-use prepull_bench::seed::PipelineSeed;
+use prepull_bench::benchmark::{self, CallCount, Coalescing, ColdStart, ColdStartPlan};
+use prepull_bench::moto::workspace_root;
+use serde::Serialize;
+use serde_json::json;
 
 fn time<F: FnMut()>(iterations: u32, mut f: F) -> Duration {
     let start = Instant::now();
@@ -19,18 +26,6 @@ fn time<F: FnMut()>(iterations: u32, mut f: F) -> Duration {
         f();
     }
     start.elapsed() / iterations
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 fn images(count: usize) -> Vec<ImageRef> {
@@ -45,6 +40,136 @@ fn images(count: usize) -> Vec<ImageRef> {
 
 fn digest(n: usize) -> Digest {
     Digest::parse(&format!("sha256:{n:064x}")).expect("a valid digest")
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Measure prepull: cold starts, artifact sizes, AWS calls, coalescing")]
+struct Args {
+    /// Cold processes per subject; the table shows their medians.
+    #[arg(long, default_value_t = 21)]
+    samples: usize,
+    /// The host's release binaries (the functions and `lambda-floor`).
+    #[arg(long, default_value_os_t = benchmark::release_dir())]
+    release_dir: PathBuf,
+    /// The arm64 release binaries, as `cargo lambda build --release --arm64` leaves them.
+    #[arg(long, default_value_os_t = target_dir().join("aarch64-unknown-linux-gnu").join("release"))]
+    arm64_dir: PathBuf,
+    /// The deployment zips, as `cargo lambda build --output-format zip` leaves them.
+    #[arg(long, default_value_os_t = target_dir().join("lambda"))]
+    zip_dir: PathBuf,
+    /// Where the JSON and Markdown results go.
+    #[arg(long, default_value_os_t = workspace_root().join("bench").join("results"))]
+    results: PathBuf,
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+const FUNCTIONS: [&str; 3] = ["image-pushed", "patch-day", "build-finished"];
+
+#[derive(Debug, Serialize)]
+struct Artifact {
+    function: String,
+    bootstrap_bytes: u64,
+    zip_bytes: u64,
+}
+
+fn artifacts(arm64_dir: &Path, zip_dir: &Path) -> anyhow::Result<Vec<Artifact>> {
+    FUNCTIONS
+        .iter()
+        .map(|function| {
+            let size = |path: PathBuf| {
+                std::fs::metadata(&path).map(|m| m.len()).with_context(|| {
+                    format!("{} (run `make benchmark`, which builds it)", path.display())
+                })
+            };
+            Ok(Artifact {
+                function: (*function).to_owned(),
+                bootstrap_bytes: size(arm64_dir.join(function))?,
+                zip_bytes: size(zip_dir.join(function).join("bootstrap.zip"))?,
+            })
+        })
+        .collect()
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn cold_table(cold: &[ColdStart], samples: usize) -> String {
+    let floor = cold.first();
+    let python = cold.last();
+    let mut out = format!(
+        "\nCold starts: the median of {samples} fresh processes each, under the local Runtime API host, on the bench.\n\n\
+         | subject | event | AWS calls | init | × floor | exec → response | vs Python | peak RSS |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    for row in cold {
+        let times_floor = floor.map_or(f64::NAN, |f| row.init_ms / f.init_ms);
+        let vs_python = python.map_or(f64::NAN, |p| p.response_ms / row.response_ms);
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.1} ms | {:.2}× | {:.1} ms | {:.1}× faster | {:.1} MB |\n",
+            row.subject,
+            row.event,
+            row.aws_calls,
+            row.init_ms,
+            times_floor,
+            row.response_ms,
+            vs_python,
+            row.peak_rss_kib as f64 * 1024.0 / 1e6
+        ));
+    }
+    out
+}
+
+fn artifact_table(artifacts: &[Artifact]) -> String {
+    let mut out = String::from(
+        "\nArtifacts: arm64, release, stripped (what `sam build` deploys).\n\n| function | bootstrap | zip |\n|---|---|---|\n",
+    );
+    for a in artifacts {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            a.function,
+            mb(a.bootstrap_bytes),
+            mb(a.zip_bytes)
+        ));
+    }
+    out
+}
+
+fn call_table(calls: &[CallCount]) -> String {
+    let mut out = String::from(
+        "\nAWS calls per scenario (in process, on the bench), beside the floor.\n\n| scenario | calls | floor | calls made | above the floor because |\n|---|---|---|---|---|\n",
+    );
+    for c in calls {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            c.scenario,
+            c.calls,
+            c.floor,
+            c.operations.join(", "),
+            if c.above_floor.is_empty() {
+                "—"
+            } else {
+                &c.above_floor
+            }
+        ));
+    }
+    out
+}
+
+fn coalescing_table(results: &[Coalescing]) -> String {
+    let mut out = String::from(
+        "\nCoalescing: builds started by the pushes, and follow-ups started when that build ended.\n\n| case | builds | follow-ups |\n|---|---|---|\n",
+    );
+    for c in results {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            c.case, c.builds, c.follow_ups
+        ));
+    }
+    out
 }
 
 #[tokio::main]
@@ -91,76 +216,45 @@ async fn main() -> anyhow::Result<()> {
         format!("{:.1} µs", per_plan.as_secs_f64() * 1e6),
     ));
 
-    let names: Vec<String> = (0..10).map(|n| format!("team/svc{n}:live")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let scenario = Scenario::start(&refs, PipelineSeed::default(), &[]).await?;
-    let rounds = 10;
-    let mut handler_time = Duration::ZERO;
-    let mut calls = 0;
-    for round in 0..rounds {
-        let mut events = Vec::new();
-        for n in 0..10 {
-            for push in 0..5 {
-                let digest = scenario
-                    .push(
-                        &format!("team/svc{n}"),
-                        "live",
-                        &format!("svc{n} round {round} push {push}"),
-                    )
-                    .await?;
-                let time = (chrono::Utc::now() + chrono::Duration::seconds(push))
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                events.push(push_event(
-                    &format!("r{round}-{n}-{push}"),
-                    &format!("team/svc{n}"),
-                    "live",
-                    &digest,
-                    &time,
-                ));
-            }
-        }
-        let builds = scenario
-            .imagebuilder
-            .list_image_pipeline_images()
-            .image_pipeline_arn(&scenario.pipeline.pipeline_arn)
-            .send()
-            .await?;
-        for image in builds.image_summary_list() {
-            if image
-                .state()
-                .and_then(|s| s.status())
-                .is_some_and(|s| s.as_str() == "BUILDING")
-            {
-                scenario
-                    .bench
-                    .emulator
-                    .finish_image(image.arn().unwrap_or_default(), "AVAILABLE", None)
-                    .map_err(|e| anyhow::anyhow!(e.message))?;
-            }
-        }
-        scenario.bench.emulator.clear_requests();
-        let batch = sqs_batch(&events);
-        let start = Instant::now();
-        prepull::image_pushed::handle(&scenario.common, batch).await?;
-        handler_time += start.elapsed();
-        calls += scenario.bench.emulator.requests().len();
-    }
-    rows.push((
-        "image-pushed, 50 pushes over 10 images, on the bench".into(),
-        format!(
-            "{:.1} ms per batch, {} AWS calls",
-            (handler_time / rounds).as_secs_f64() * 1e3,
-            calls / rounds as usize
-        ),
-    ));
-    rows.push((
-        "peak resident memory (handler, emulator and client in one process)".into(),
-        format!("{} KiB", peak_rss_kib()),
-    ));
+    let rows_json: serde_json::Map<String, serde_json::Value> = rows
+        .iter()
+        .map(|(name, value)| (name.clone(), json!(value)))
+        .collect();
+    let args = Args::parse();
+    // Read first: a missing artifact should stop the run before minutes of measuring.
+    let artifacts = artifacts(&args.arm64_dir, &args.zip_dir)?;
+    let cold = benchmark::cold_starts(&ColdStartPlan {
+        samples: args.samples,
+        floor: args.release_dir.join("lambda-floor"),
+        functions: args.release_dir.clone(),
+        python: workspace_root().join(".venv").join("bin").join("python"),
+    })
+    .await?;
+    let calls = benchmark::call_counts().await?;
+    let coalescing = benchmark::coalescing().await?;
 
-    println!("| measurement | result |\n|---|---|");
+    let mut out = String::new();
+    out.push_str(&cold_table(&cold, args.samples));
+    out.push_str(&artifact_table(&artifacts));
+    out.push_str(&call_table(&calls));
+    out.push_str(&coalescing_table(&coalescing));
+    out.push_str("\n| in-process measurement | result |\n|---|---|\n");
     for (name, value) in rows {
-        println!("| {name} | {value} |");
+        out.push_str(&format!("| {name} | {value} |\n"));
     }
+    print!("{out}");
+
+    let results = json!({
+        "cold_starts": cold,
+        "artifacts": artifacts,
+        "aws_calls": calls,
+        "coalescing": coalescing,
+        "in_process": rows_json,
+    });
+    std::fs::create_dir_all(&args.results)?;
+    let file = args.results.join("benchmark.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&results)? + "\n")?;
+    std::fs::write(args.results.join("benchmark.md"), &out)?;
+    eprintln!("results written to {}", args.results.display());
     Ok(())
 }

@@ -1,0 +1,683 @@
+//! What `make benchmark` measures: each function's cold start under the local Runtime API
+//! host beside two baselines, the AWS calls of each scenario beside its floor, and how bursts
+//! of pushes coalesce into builds. Times are printed and written to `bench/results/`, never
+//! asserted: the machine is noisy. The call counts and build counts are exact.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::bench::until_next_second;
+use crate::moto::workspace_root;
+use crate::runtime_api::{FunctionHost, FunctionSpec};
+use crate::scenario::{ACCOUNT, REGION, Scenario, push_event, sqs_batch};
+use crate::seed::{PipelineSeed, seed_group};
+
+/// The Auto Scaling groups of the build-finished scenarios.
+pub const GROUPS: [&str; 2] = ["eks-windows-a", "eks-windows-b"];
+/// The distribution regions of the build-finished scenarios.
+pub const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+const PARAMETER: &str = "/prepull/windows/ami";
+/// The memory every function gets in `template.yaml`.
+const MEMORY_MB: u32 = 256;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One cold process: started, given one event, answered.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ColdSample {
+    /// Process start to its first `GET /runtime/invocation/next`: Lambda's init phase.
+    pub init_ms: f64,
+    /// Process start to its answer to the first event.
+    pub response_ms: f64,
+    /// The process's peak resident memory (`VmHWM`) after answering.
+    pub peak_rss_kib: u64,
+}
+
+/// The medians of a subject's cold samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColdStart {
+    pub subject: String,
+    pub event: String,
+    pub samples: usize,
+    pub init_ms: f64,
+    pub response_ms: f64,
+    pub peak_rss_kib: u64,
+    /// The AWS calls each cold invocation made.
+    pub aws_calls: usize,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
+impl ColdStart {
+    fn from_samples(subject: &str, event: &str, samples: &[ColdSample], aws_calls: usize) -> Self {
+        let rss = median(samples.iter().map(|s| s.peak_rss_kib as f64).collect());
+        Self {
+            subject: subject.to_owned(),
+            event: event.to_owned(),
+            samples: samples.len(),
+            init_ms: median(samples.iter().map(|s| s.init_ms).collect()),
+            response_ms: median(samples.iter().map(|s| s.response_ms).collect()),
+            peak_rss_kib: rss as u64,
+            aws_calls,
+        }
+    }
+}
+
+/// Starts `spec` as a fresh process, sends it `payload`, and measures it; the answer must be
+/// a response (not an error), and `check` must accept it.
+pub async fn cold_sample(
+    spec: FunctionSpec,
+    payload: &Value,
+    check: impl Fn(&Value) -> anyhow::Result<()>,
+) -> anyhow::Result<ColdSample> {
+    let name = spec.name.clone();
+    let mut host = FunctionHost::start(spec).await?;
+    let outcome = host.invoke(payload).await?;
+    let response = host.since_start();
+    let init = host.init_duration();
+    let rss = host.peak_rss_kib();
+    let logs = host.logs();
+    host.stop().await;
+    let answer = outcome
+        .response()
+        .with_context(|| format!("{name} did not answer: {outcome:?}; logs: {logs:?}"))?;
+    check(answer).with_context(|| format!("{name} answered {answer}"))?;
+    Ok(ColdSample {
+        init_ms: init
+            .context("the process never asked for an event")?
+            .as_secs_f64()
+            * 1e3,
+        response_ms: response.as_secs_f64() * 1e3,
+        peak_rss_kib: rss.context("no /proc status for the process")?,
+    })
+}
+
+/// Where the release binaries are: `CARGO_TARGET_DIR` or `target/`, `release/`.
+pub fn release_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+        .join("release")
+}
+
+fn spec(name: &str, binary: &Path, args: Vec<String>, env: Vec<(String, String)>) -> FunctionSpec {
+    FunctionSpec {
+        name: name.to_owned(),
+        binary: binary.to_path_buf(),
+        args,
+        environment: env,
+        memory_mb: MEMORY_MB,
+        timeout: TIMEOUT,
+        region: REGION.to_owned(),
+        account_id: ACCOUNT.to_owned(),
+    }
+}
+
+/// The environment `template.yaml` gives the functions, pointed at the bench.
+pub fn function_environment(scenario: &Scenario, images: &[&str]) -> Vec<(String, String)> {
+    let mut env = scenario.bench.env();
+    env.retain(|(name, _)| name != "PREPULL_BENCH_URL");
+    let today = chrono::Utc::now().date_naive();
+    // The scheduled run must fall on an ordinary day, so that "up to date" is its answer.
+    let offset = (1..=14)
+        .find(|offset| {
+            prepull::core::schedule::patch_day(
+                chrono::Datelike::year(&today),
+                chrono::Datelike::month(&today),
+                *offset,
+            ) != Some(today)
+        })
+        .unwrap_or(1);
+    env.extend(
+        [
+            (
+                "PREPULL_PIPELINE_ARN",
+                scenario.pipeline.pipeline_arn.clone(),
+            ),
+            ("PREPULL_COMPONENT_NAME", "prepull-cache".to_owned()),
+            ("PREPULL_IMAGES", images.join(",")),
+            ("PREPULL_RUNTIME", "containerd".to_owned()),
+            ("PREPULL_PATCH_DAY_OFFSET_DAYS", offset.to_string()),
+            ("PREPULL_MAX_IMAGE_AGE_DAYS", "35".to_owned()),
+            ("PREPULL_AMI_PARAMETER", PARAMETER.to_owned()),
+            ("PREPULL_ASG_NAMES", GROUPS.join(",")),
+            ("PREPULL_REFRESH_MIN_HEALTHY_PERCENT", "90".to_owned()),
+            ("PREPULL_REFRESH_WARMUP_SECONDS", "300".to_owned()),
+            ("PREPULL_REFRESH_IN_PROGRESS", "replace".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    env
+}
+
+/// The watched images of every scenario: ten, as a small fleet's cache would hold.
+pub fn watched_images() -> Vec<String> {
+    (0..10).map(|n| format!("team/svc{n}:live")).collect()
+}
+
+/// A bench seeded for every scenario: ten watched images, a pipeline distributing to two
+/// regions, and two Auto Scaling groups.
+pub async fn scenario() -> anyhow::Result<Scenario> {
+    let images = watched_images();
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let seed = PipelineSeed {
+        regions: REGIONS.iter().map(|r| (*r).to_owned()).collect(),
+        ..PipelineSeed::default()
+    };
+    let scenario = Scenario::start(
+        &refs,
+        seed,
+        &[
+            ("PREPULL_AMI_PARAMETER", PARAMETER),
+            ("PREPULL_RUNTIME", "containerd"),
+        ],
+    )
+    .await?;
+    let autoscaling = aws_sdk_autoscaling::Client::new(&scenario.bench.sdk_config().await);
+    for group in GROUPS {
+        seed_group(&autoscaling, group).await?;
+    }
+    scenario.bench.emulator.clear_requests();
+    Ok(scenario)
+}
+
+/// Every build still running ends AVAILABLE; returns the last one's EventBridge event.
+pub async fn finish_running_builds(scenario: &Scenario) -> anyhow::Result<Option<Value>> {
+    let images = scenario
+        .imagebuilder
+        .list_image_pipeline_images()
+        .image_pipeline_arn(&scenario.pipeline.pipeline_arn)
+        .send()
+        .await?;
+    let mut last = None;
+    for image in images.image_summary_list() {
+        let building = image
+            .state()
+            .and_then(|s| s.status())
+            .is_some_and(|s| s.as_str() == "BUILDING");
+        if building && let Some(arn) = image.arn() {
+            let event = scenario
+                .bench
+                .emulator
+                .finish_image(arn, "AVAILABLE", None)
+                .map_err(|e| anyhow::anyhow!("finishing {arn}: {}", e.message))?;
+            last = Some(event);
+        }
+    }
+    Ok(last)
+}
+
+/// Every group's refresh ends, as the fleet would once it rolled the AMI out; then the clock
+/// moves to the next whole second (Auto Scaling's times are whole seconds).
+pub async fn refreshes_succeed(scenario: &Scenario) -> anyhow::Result<()> {
+    for group in GROUPS {
+        // A group with no refresh running has nothing to finish.
+        let _no_refresh = scenario
+            .bench
+            .emulator
+            .finish_refresh(group, "Successful", None);
+    }
+    until_next_second().await;
+    Ok(())
+}
+
+/// Pushes a new digest of watched image `n` and returns the push event.
+pub async fn changed_push(scenario: &Scenario, n: usize, content: &str) -> anyhow::Result<Value> {
+    let repository = format!("team/svc{n}");
+    let digest = scenario.push(&repository, "live", content).await?;
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(push_event(
+        &format!("push-{}", uuid::Uuid::new_v4()),
+        &repository,
+        "live",
+        &digest,
+        &time,
+    ))
+}
+
+/// Runs image-pushed in this process, as the bench's tests do, and returns its summary.
+pub async fn image_pushed(scenario: &Scenario, events: &[Value]) -> anyhow::Result<Value> {
+    let summary = prepull::image_pushed::handle(&scenario.common, sqs_batch(events)).await?;
+    Ok(serde_json::to_value(summary)?)
+}
+
+fn field<'a>(answer: &'a Value, name: &str) -> &'a str {
+    answer.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn expect_outcome(answer: &Value, outcome: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        field(answer, "outcome") == outcome,
+        "expected the outcome {outcome}"
+    );
+    Ok(())
+}
+
+/// What the cold-start measurement runs: `samples` cold processes of each subject.
+pub struct ColdStartPlan {
+    pub samples: usize,
+    pub floor: PathBuf,
+    pub functions: PathBuf,
+    /// The Python interpreter with boto3 and awslambdaric.
+    pub python: PathBuf,
+}
+
+/// Measures every subject's cold start: the floor, prepull's three functions, and the Python
+/// baseline, one fresh process per sample, on one bench.
+pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>> {
+    let scenario = scenario().await?;
+    let images = watched_images();
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let env = function_environment(&scenario, &refs);
+    let binary = |name: &str| plan.functions.join(name);
+    let mut results = Vec::new();
+    let emulator = &scenario.bench.emulator;
+
+    // The floor answers the same changed-push batch without calling anything.
+    let push = sqs_batch(&[changed_push(&scenario, 0, "floor")
+        .await
+        .context("pushing")?]);
+    let mut samples = Vec::new();
+    for _ in 0..plan.samples {
+        samples.push(
+            cold_sample(
+                spec("lambda-floor", &plan.floor, Vec::new(), Vec::new()),
+                &push,
+                |answer| {
+                    anyhow::ensure!(answer["records"] == 1, "expected one record");
+                    Ok(())
+                },
+            )
+            .await?,
+        );
+    }
+    results.push(ColdStart::from_samples(
+        "floor: bare lambda_runtime",
+        "changed push (SQS, 1 record)",
+        &samples,
+        0,
+    ));
+
+    // image-pushed: each process gets a push that changes the cache while no build runs.
+    let mut samples = Vec::new();
+    let mut calls = 0;
+    for run in 0..plan.samples {
+        finish_running_builds(&scenario).await?;
+        let event = changed_push(&scenario, run % 10, &format!("cold {run}")).await?;
+        emulator.clear_requests();
+        samples.push(
+            cold_sample(
+                spec(
+                    "image-pushed",
+                    &binary("image-pushed"),
+                    Vec::new(),
+                    env.clone(),
+                ),
+                &sqs_batch(&[event]),
+                |answer| expect_outcome(answer, "build-started"),
+            )
+            .await?,
+        );
+        calls = emulator.requests().len();
+    }
+    results.push(ColdStart::from_samples(
+        "prepull image-pushed",
+        "changed push (SQS, 1 record)",
+        &samples,
+        calls,
+    ));
+
+    // build-finished: each process publishes a new AVAILABLE build in two regions and
+    // refreshes two groups.
+    let mut samples = Vec::new();
+    for run in 0..plan.samples {
+        finish_running_builds(&scenario).await?;
+        refreshes_succeed(&scenario).await?;
+        let push = changed_push(&scenario, run % 10, &format!("available {run}")).await?;
+        image_pushed(&scenario, &[push]).await?;
+        let event = finish_running_builds(&scenario)
+            .await?
+            .context("the push started no build")?;
+        emulator.clear_requests();
+        samples.push(
+            cold_sample(
+                spec(
+                    "build-finished",
+                    &binary("build-finished"),
+                    Vec::new(),
+                    env.clone(),
+                ),
+                &event,
+                |answer| expect_outcome(answer, "published"),
+            )
+            .await?,
+        );
+        calls = emulator.requests().len();
+    }
+    refreshes_succeed(&scenario).await?;
+    results.push(ColdStart::from_samples(
+        "prepull build-finished",
+        "AVAILABLE, 2 regions, 2 groups",
+        &samples,
+        calls,
+    ));
+
+    // patch-day: the daily scheduled run, with the cache up to date.
+    let schedule = json!({"source": "schedule"});
+    let mut samples = Vec::new();
+    for _ in 0..plan.samples {
+        emulator.clear_requests();
+        samples.push(
+            cold_sample(
+                spec("patch-day", &binary("patch-day"), Vec::new(), env.clone()),
+                &schedule,
+                |answer| expect_outcome(answer, "up-to-date"),
+            )
+            .await?,
+        );
+        calls = emulator.requests().len();
+    }
+    results.push(ColdStart::from_samples(
+        "prepull patch-day",
+        "scheduled, up to date",
+        &samples,
+        calls,
+    ));
+
+    // The Python baseline: one StartImagePipelineExecution per push, boto3 client at import.
+    let handler_dir = workspace_root().join("tests").join("baseline");
+    let mut python_env = env.clone();
+    python_env.push(("PYTHONPATH".to_owned(), handler_dir.display().to_string()));
+    python_env.push(("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()));
+    let mut samples = Vec::new();
+    for run in 0..plan.samples {
+        finish_running_builds(&scenario).await?;
+        let event = changed_push(&scenario, run % 10, &format!("python {run}")).await?;
+        emulator.clear_requests();
+        samples.push(
+            cold_sample(
+                spec(
+                    "python-baseline",
+                    &plan.python,
+                    ["-m", "awslambdaric", "start_pipeline.handler"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                    python_env.clone(),
+                ),
+                &sqs_batch(&[event]),
+                |answer| {
+                    anyhow::ensure!(
+                        field(answer, "imageBuildVersionArn").contains(":image/"),
+                        "expected the started build's ARN"
+                    );
+                    Ok(())
+                },
+            )
+            .await?,
+        );
+        calls = emulator.requests().len();
+    }
+    results.push(ColdStart::from_samples(
+        "baseline: Python, boto3 + awslambdaric",
+        "changed push (SQS, 1 record)",
+        &samples,
+        calls,
+    ));
+    Ok(results)
+}
+
+/// A scenario's AWS calls, in order, beside the fewest it could make.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallCount {
+    pub scenario: String,
+    pub calls: usize,
+    pub floor: usize,
+    pub operations: Vec<String>,
+    /// Why any call above the floor is made.
+    pub above_floor: String,
+}
+
+fn operations(scenario: &Scenario) -> Vec<String> {
+    scenario
+        .bench
+        .emulator
+        .requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect()
+}
+
+/// Runs one handler call with a cleared request log and returns the operations it made.
+async fn counted<F, T>(scenario: &Scenario, run: F) -> anyhow::Result<(T, Vec<String>)>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    scenario.bench.emulator.clear_requests();
+    let value = run.await?;
+    Ok((value, operations(scenario)))
+}
+
+fn fleet_settings() -> anyhow::Result<prepull::build_finished::FleetSettings> {
+    let groups = GROUPS.join(",");
+    Ok(prepull::build_finished::FleetSettings::from_lookup(
+        |name| match name {
+            "PREPULL_AMI_PARAMETER" => Some(PARAMETER.to_owned()),
+            "PREPULL_ASG_NAMES" => Some(groups.clone()),
+            "PREPULL_REFRESH_IN_PROGRESS" => Some("replace".to_owned()),
+            _ => None,
+        },
+    )?)
+}
+
+async fn build_finished(scenario: &Scenario, event: Value) -> anyhow::Result<Value> {
+    let summary = prepull::build_finished::handle(
+        &scenario.common,
+        &fleet_settings()?,
+        event,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await?;
+    Ok(serde_json::to_value(summary)?)
+}
+
+async fn patch_day(scenario: &Scenario, event: Value) -> anyhow::Result<Value> {
+    let images = watched_images();
+    let refs: Vec<&str> = images.iter().map(String::as_str).collect();
+    let env = function_environment(scenario, &refs);
+    let settings = prepull::patch_day::PatchDaySettings::from_lookup(|name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })?;
+    let summary = prepull::patch_day::handle(
+        &scenario.common,
+        settings,
+        event,
+        &uuid::Uuid::new_v4().to_string(),
+        chrono::Utc::now(),
+    )
+    .await?;
+    Ok(serde_json::to_value(summary)?)
+}
+
+/// Each scenario's calls on a bench where the previous one left it.
+pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
+    let scenario = scenario().await?;
+    let mut counts = Vec::new();
+    let mut record = |name: &str, operations: Vec<String>, floor: usize, why: &str| {
+        counts.push(CallCount {
+            scenario: name.to_owned(),
+            calls: operations.len(),
+            floor,
+            operations,
+            above_floor: why.to_owned(),
+        });
+    };
+
+    // A first build, finished and published, so every scenario starts from a steady state.
+    let first = changed_push(&scenario, 0, "steady").await?;
+    image_pushed(&scenario, &[first]).await?;
+    let event = finish_running_builds(&scenario)
+        .await?
+        .context("no first build")?;
+    build_finished(&scenario, event).await?;
+    refreshes_succeed(&scenario).await?;
+
+    let push = changed_push(&scenario, 1, "changed").await?;
+    let (answer, ops) = counted(&scenario, image_pushed(&scenario, std::slice::from_ref(&push))).await?;
+    expect_outcome(&answer, "build-started")?;
+    record("changed push", ops, CHANGED_PUSH_FLOOR, CHANGED_PUSH_WHY);
+
+    let (answer, ops) = counted(&scenario, image_pushed(&scenario, &[push])).await?;
+    anyhow::ensure!(
+        field(&answer, "outcome") != "build-started",
+        "a duplicate built"
+    );
+    record(
+        "duplicate push",
+        ops,
+        DUPLICATE_PUSH_FLOOR,
+        DUPLICATE_PUSH_WHY,
+    );
+
+    let event = finish_running_builds(&scenario)
+        .await?
+        .context("no build")?;
+    let (answer, ops) = counted(&scenario, build_finished(&scenario, event)).await?;
+    expect_outcome(&answer, "published")?;
+    record(
+        "AVAILABLE event (2 regions, 2 groups)",
+        ops,
+        AVAILABLE_FLOOR,
+        AVAILABLE_WHY,
+    );
+    refreshes_succeed(&scenario).await?;
+
+    let mut burst = Vec::new();
+    for n in 0..50 {
+        burst.push(changed_push(&scenario, n % 10, &format!("burst {n}")).await?);
+    }
+    let (answer, ops) = counted(&scenario, image_pushed(&scenario, &burst)).await?;
+    expect_outcome(&answer, "build-started")?;
+    record("50-push burst", ops, BURST_FLOOR, BURST_WHY);
+
+    let event = finish_running_builds(&scenario)
+        .await?
+        .context("no build")?;
+    build_finished(&scenario, event).await?;
+    refreshes_succeed(&scenario).await?;
+    let (answer, ops) = counted(
+        &scenario,
+        patch_day(&scenario, json!({"source": "schedule"})),
+    )
+    .await?;
+    expect_outcome(&answer, "up-to-date")?;
+    record(
+        "scheduled run, up to date",
+        ops,
+        UP_TO_DATE_FLOOR,
+        UP_TO_DATE_WHY,
+    );
+
+    let (answer, ops) = counted(
+        &scenario,
+        patch_day(&scenario, json!({"force": true, "reason": "benchmark"})),
+    )
+    .await?;
+    expect_outcome(&answer, "build-started")?;
+    record("forced run", ops, FORCED_FLOOR, FORCED_WHY);
+    finish_running_builds(&scenario).await?;
+    Ok(counts)
+}
+
+// The floors: the calls no implementation can avoid, given what AWS's APIs return.
+const CHANGED_PUSH_FLOOR: usize = 0;
+const CHANGED_PUSH_WHY: &str = "";
+const DUPLICATE_PUSH_FLOOR: usize = 0;
+const DUPLICATE_PUSH_WHY: &str = "";
+const AVAILABLE_FLOOR: usize = 0;
+const AVAILABLE_WHY: &str = "";
+const BURST_FLOOR: usize = 0;
+const BURST_WHY: &str = "";
+const UP_TO_DATE_FLOOR: usize = 0;
+const UP_TO_DATE_WHY: &str = "";
+const FORCED_FLOOR: usize = 0;
+const FORCED_WHY: &str = "";
+
+/// How one burst of pushes turned into builds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Coalescing {
+    pub case: String,
+    pub pushes: usize,
+    pub builds: usize,
+    pub follow_ups: usize,
+}
+
+fn builds_started(scenario: &Scenario) -> usize {
+    scenario
+        .bench
+        .emulator
+        .requests_of("StartImagePipelineExecution")
+        .iter()
+        .filter(|r| r.error_code.is_none())
+        .count()
+}
+
+/// Bursts of pushes in one batch, and pushes spread across a running build: each must make
+/// exactly one build and at most one follow-up.
+pub async fn coalescing() -> anyhow::Result<Vec<Coalescing>> {
+    let mut results = Vec::new();
+    for size in [1, 10, 50, 500] {
+        let scenario = scenario().await?;
+        let mut burst = Vec::new();
+        for n in 0..size {
+            burst.push(changed_push(&scenario, n % 10, &format!("burst {size} {n}")).await?);
+        }
+        scenario.bench.emulator.clear_requests();
+        image_pushed(&scenario, &burst).await?;
+        let builds = builds_started(&scenario);
+        let event = finish_running_builds(&scenario)
+            .await?
+            .context("the burst started no build")?;
+        scenario.bench.emulator.clear_requests();
+        build_finished(&scenario, event).await?;
+        results.push(Coalescing {
+            case: format!("{size} pushes in one batch"),
+            pushes: size,
+            builds,
+            follow_ups: builds_started(&scenario),
+        });
+    }
+
+    let scenario = scenario().await?;
+    let first = changed_push(&scenario, 0, "spread 0").await?;
+    scenario.bench.emulator.clear_requests();
+    image_pushed(&scenario, &[first]).await?;
+    let spread = 20;
+    for n in 1..spread {
+        let push = changed_push(&scenario, n % 10, &format!("spread {n}")).await?;
+        image_pushed(&scenario, &[push]).await?;
+    }
+    let builds = builds_started(&scenario);
+    let event = finish_running_builds(&scenario)
+        .await?
+        .context("no build")?;
+    scenario.bench.emulator.clear_requests();
+    build_finished(&scenario, event).await?;
+    results.push(Coalescing {
+        case: format!("{spread} pushes, one per batch, while a build runs"),
+        pushes: spread,
+        builds,
+        follow_ups: builds_started(&scenario),
+    });
+    Ok(results)
+}
