@@ -150,9 +150,9 @@ fn call_table(calls: &[CallCount]) -> String {
             c.floor,
             c.operations.join(", "),
             if c.above_floor.is_empty() {
-                "—"
+                "—".to_owned()
             } else {
-                &c.above_floor
+                c.above_floor.join("; ")
             }
         ));
     }

@@ -14,3 +14,4 @@ mod fixtures;
 mod golden_documents;
 mod image_pushed;
 mod patch_day;
+mod performance;

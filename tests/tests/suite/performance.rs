@@ -1,0 +1,66 @@
+//! What `make benchmark` reports that is exact, not timed: each scenario's AWS calls against
+//! its floor, and how pushes coalesce into builds. The benchmark runs the same code; these
+//! tests keep it true between runs.
+
+use prepull_bench::benchmark::{call_counts, coalescing};
+
+#[tokio::test]
+async fn every_scenario_makes_its_floor_plus_one_named_reason_per_extra_call() {
+    let counts = call_counts().await.unwrap();
+    let scenarios: Vec<&str> = counts.iter().map(|c| c.scenario.as_str()).collect();
+    assert_eq!(
+        scenarios,
+        [
+            "changed push",
+            "duplicate push",
+            "AVAILABLE event (2 regions, 2 groups)",
+            "50-push burst",
+            "scheduled run, up to date",
+            "forced run",
+        ]
+    );
+    for count in &counts {
+        assert_eq!(
+            count.calls,
+            count.floor + count.above_floor.len(),
+            "{}: {:?} against a floor of {} and the reasons {:#?}",
+            count.scenario,
+            count.operations,
+            count.floor,
+            count.above_floor
+        );
+    }
+    // The changed push reads the component state once: one ListComponents, and one
+    // ListComponentBuildVersions for the latest version plus the one probe for the next.
+    let changed = &counts[0];
+    let of = |operation: &str| {
+        changed
+            .operations
+            .iter()
+            .filter(|o| *o == operation)
+            .count()
+    };
+    assert_eq!(of("ListComponents"), 1);
+    assert_eq!(of("ListComponentBuildVersions"), 2);
+    assert_eq!(of("StartImagePipelineExecution"), 1);
+}
+
+#[tokio::test]
+async fn bursts_and_pushes_during_a_build_make_one_build_and_at_most_one_follow_up() {
+    let results = coalescing().await.unwrap();
+    let cases: Vec<(usize, usize, usize)> = results
+        .iter()
+        .map(|c| (c.pushes, c.builds, c.follow_ups))
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            (1, 1, 0),
+            (10, 1, 0),
+            (50, 1, 0),
+            (500, 1, 0),
+            // The pushes after the first changed the manifest while it built: one follow-up.
+            (20, 1, 1),
+        ]
+    );
+}
