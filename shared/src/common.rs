@@ -6,6 +6,10 @@ use std::sync::Arc;
 use prepull_core::clock::{Clock, SystemClock};
 use prepull_core::config::{CacheConfig, ConfigError};
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
 use crate::aws::AwsClients;
 use crate::error::PrepullError;
 
@@ -53,18 +57,29 @@ pub fn init_settings<T>(settings: Result<T, ConfigError>) -> Result<T, PrepullEr
 
 /// JSON logs, one object a line, as Lambda's JSON log format expects. `RUST_LOG` (or
 /// `AWS_LAMBDA_LOG_LEVEL`, which Lambda sets from the function's logging config) picks the
-/// level; the default is `info`.
+/// level, and optionally levels per target (`info,aws_smithy_runtime=debug`); the default is
+/// `info`. An unreadable filter falls back to `info` and says so.
 pub fn init_logging() {
-    let level = std::env::var("RUST_LOG")
+    let wanted = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
         .unwrap_or_else(|_| "info".to_owned());
+    let (filter, unreadable) = match wanted.parse::<Targets>() {
+        Ok(filter) => (filter, None),
+        Err(error) => (Targets::new().with_default(LevelFilter::INFO), Some(error)),
+    };
     // A second call (tests start several functions in one process) keeps the first
     // subscriber, which is what it should do.
-    let _already_set = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
+    let _already_set = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(false)
+                .with_target(false)
+                .without_time(),
+        )
+        .with(filter)
         .try_init();
+    if let Some(error) = unreadable {
+        tracing::warn!(filter = %wanted, %error, "the log filter is unreadable; logging at info");
+    }
 }
