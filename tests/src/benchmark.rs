@@ -194,26 +194,31 @@ pub async fn scenario() -> anyhow::Result<Scenario> {
 
 /// Every build still running ends AVAILABLE; returns the last one's EventBridge event.
 pub async fn finish_running_builds(scenario: &Scenario) -> anyhow::Result<Option<Value>> {
-    let images = scenario
+    let mut building = Vec::new();
+    let mut pages = scenario
         .imagebuilder
         .list_image_pipeline_images()
         .image_pipeline_arn(&scenario.pipeline.pipeline_arn)
-        .send()
-        .await?;
-    let mut last = None;
-    for image in images.image_summary_list() {
-        let building = image
-            .state()
-            .and_then(|s| s.status())
-            .is_some_and(|s| s.as_str() == "BUILDING");
-        if building && let Some(arn) = image.arn() {
-            let event = scenario
-                .bench
-                .emulator
-                .finish_image(arn, "AVAILABLE", None)
-                .map_err(|e| anyhow::anyhow!("finishing {arn}: {}", e.message))?;
-            last = Some(event);
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for image in page?.image_summary_list() {
+            let status = image.state().and_then(|s| s.status());
+            if status.is_some_and(|s| s.as_str() == "BUILDING")
+                && let Some(arn) = image.arn()
+            {
+                building.push(arn.to_owned());
+            }
         }
+    }
+    let mut last = None;
+    for arn in building {
+        let event = scenario
+            .bench
+            .emulator
+            .finish_image(&arn, "AVAILABLE", None)
+            .map_err(|e| anyhow::anyhow!("finishing {arn}: {}", e.message))?;
+        last = Some(event);
     }
     Ok(last)
 }
@@ -345,10 +350,10 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
         finish_running_builds(&scenario).await?;
         refreshes_succeed(&scenario).await?;
         let push = changed_push(&scenario, run % 10, &format!("available {run}")).await?;
-        image_pushed(&scenario, &[push]).await?;
+        let pushed = image_pushed(&scenario, &[push]).await?;
         let event = finish_running_builds(&scenario)
             .await?
-            .context("the push started no build")?;
+            .with_context(|| format!("the push started no build: {pushed}"))?;
         emulator.clear_requests();
         samples.push(
             cold_sample(

@@ -51,12 +51,10 @@ struct Args {
     /// The host's release binaries (the functions and `lambda-floor`).
     #[arg(long, default_value_os_t = benchmark::release_dir())]
     release_dir: PathBuf,
-    /// The arm64 release binaries, as `cargo lambda build --release --arm64` leaves them.
-    #[arg(long, default_value_os_t = target_dir().join("aarch64-unknown-linux-gnu").join("release"))]
-    arm64_dir: PathBuf,
-    /// The deployment zips, as `cargo lambda build --output-format zip` leaves them.
+    /// The arm64 artifacts, as `cargo lambda build --release --arm64` (and again with
+    /// `--output-format zip`) leaves them: `<function>/bootstrap` and `bootstrap.zip`.
     #[arg(long, default_value_os_t = target_dir().join("lambda"))]
-    zip_dir: PathBuf,
+    lambda_dir: PathBuf,
     /// Where the JSON and Markdown results go.
     #[arg(long, default_value_os_t = workspace_root().join("bench").join("results"))]
     results: PathBuf,
@@ -76,7 +74,7 @@ struct Artifact {
     zip_bytes: u64,
 }
 
-fn artifacts(arm64_dir: &Path, zip_dir: &Path) -> anyhow::Result<Vec<Artifact>> {
+fn artifacts(lambda_dir: &Path) -> anyhow::Result<Vec<Artifact>> {
     FUNCTIONS
         .iter()
         .map(|function| {
@@ -87,8 +85,8 @@ fn artifacts(arm64_dir: &Path, zip_dir: &Path) -> anyhow::Result<Vec<Artifact>> 
             };
             Ok(Artifact {
                 function: (*function).to_owned(),
-                bootstrap_bytes: size(arm64_dir.join(function))?,
-                zip_bytes: size(zip_dir.join(function).join("bootstrap.zip"))?,
+                bootstrap_bytes: size(lambda_dir.join(function).join("bootstrap"))?,
+                zip_bytes: size(lambda_dir.join(function).join("bootstrap.zip"))?,
             })
         })
         .collect()
@@ -222,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let args = Args::parse();
     // Read first: a missing artifact should stop the run before minutes of measuring.
-    let artifacts = artifacts(&args.arm64_dir, &args.zip_dir)?;
+    let artifacts = artifacts(&args.lambda_dir)?;
     let cold = benchmark::cold_starts(&ColdStartPlan {
         samples: args.samples,
         floor: args.release_dir.join("lambda-floor"),
