@@ -37,9 +37,6 @@ check: $(VENV)/.installed
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	cargo test --workspace --locked
-	# prepull-core alone, with the features the functions are built with (the workspace run
-	# unifies in the bench's): its patterns must compile without regex's Unicode tables.
-	cargo test -p prepull-core --locked
 
 # cfn-lint runs once, with the serverless rules: `sam validate --lint` would only run it
 # again (with `--lint`, SAM CLI skips its own validation and calls cfn-lint, which transforms

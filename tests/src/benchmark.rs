@@ -278,13 +278,42 @@ pub struct ColdStartPlan {
     pub python: PathBuf,
 }
 
+/// CA bundles where Linux distributions keep them: Amazon Linux 2023's (Lambda's
+/// `provided.al2023`) first.
+const CA_BUNDLES: [&str; 3] = [
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// The root certificates as Lambda's `provided.al2023` offers them: one bundle file, and a
+/// certificate directory with no per-certificate files (`/etc/pki/tls/certs` holds only
+/// bundles). The SDK's HTTPS client reads the system's roots at init (rustls-native-certs,
+/// through `openssl-probe`'s paths); on a Debian host the directory holds a file per root, and
+/// reading them all costs about 6 ms that Lambda never pays. The benchmark reports one run
+/// with this host's own directory too.
+fn lambda_like_roots() -> anyhow::Result<Vec<(String, String)>> {
+    let bundle = CA_BUNDLES
+        .iter()
+        .find(|path| Path::new(path).is_file())
+        .context("no CA bundle on this host")?;
+    let empty = std::env::temp_dir().join("prepull-benchmark-no-ca-files");
+    std::fs::create_dir_all(&empty)?;
+    Ok(vec![
+        ("SSL_CERT_FILE".to_owned(), (*bundle).to_owned()),
+        ("SSL_CERT_DIR".to_owned(), empty.display().to_string()),
+    ])
+}
+
 /// Measures every subject's cold start: the floor, prepull's three functions, and the Python
 /// baseline, one fresh process per sample, on one bench.
 pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>> {
     let scenario = scenario().await?;
     let images = watched_images();
     let refs: Vec<&str> = images.iter().map(String::as_str).collect();
-    let env = function_environment(&scenario, &refs);
+    let host_env = function_environment(&scenario, &refs);
+    let mut env = host_env.clone();
+    env.extend(lambda_like_roots()?);
     let binary = |name: &str| plan.functions.join(name);
     let mut results = Vec::new();
     let emulator = &scenario.bench.emulator;
@@ -338,6 +367,30 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
     }
     results.push(ColdStart::from_samples(
         "prepull image-pushed",
+        "changed push (SQS, 1 record)",
+        &samples,
+        calls,
+    ));
+    let mut samples = Vec::new();
+    for run in 0..plan.samples {
+        finish_running_builds(&scenario).await?;
+        let event = changed_push(&scenario, run % 10, &format!("host roots {run}")).await?;
+        samples.push(
+            cold_sample(
+                spec(
+                    "image-pushed",
+                    &binary("image-pushed"),
+                    Vec::new(),
+                    host_env.clone(),
+                ),
+                &sqs_batch(&[event]),
+                |answer| expect_outcome(answer, "build-started"),
+            )
+            .await?,
+        );
+    }
+    results.push(ColdStart::from_samples(
+        "prepull image-pushed, this host's CA directory",
         "changed push (SQS, 1 record)",
         &samples,
         calls,

@@ -18,25 +18,25 @@ async fn shared_clients_follow_aws_endpoint_url_per_service() {
 
     let clients = AwsClients::from_env().await;
     clients
-        .imagebuilder
+        .imagebuilder()
         .list_components()
         .send()
         .await
         .expect("Image Builder via AWS_ENDPOINT_URL_IMAGEBUILDER");
     clients
-        .autoscaling
+        .autoscaling()
         .describe_auto_scaling_groups()
         .send()
         .await
         .expect("Auto Scaling via AWS_ENDPOINT_URL_AUTO_SCALING");
     clients
-        .ssm
+        .ssm()
         .describe_parameters()
         .send()
         .await
         .expect("SSM via AWS_ENDPOINT_URL_SSM");
     clients
-        .ecr
+        .ecr()
         .describe_repositories()
         .send()
         .await

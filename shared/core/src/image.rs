@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a value is not a valid image reference part. The value is quoted with `{:?}`, which

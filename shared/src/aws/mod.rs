@@ -20,7 +20,7 @@ pub mod imagebuilder;
 pub mod ssm;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -28,16 +28,17 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 
-/// One client per AWS service prepull uses, built once at init and borrowed by handlers.
+/// One client per AWS service prepull uses, each built on first use and kept for the
+/// function's lifetime: init builds only the configuration, and a function never pays for a
+/// client it does not use (image-pushed never calls Auto Scaling).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
-    /// The configuration the clients were built from, for clients made later (ECR in
-    /// another region).
+    /// The configuration the clients are built from.
     pub config: SdkConfig,
-    pub imagebuilder: aws_sdk_imagebuilder::Client,
-    pub autoscaling: aws_sdk_autoscaling::Client,
-    pub ssm: aws_sdk_ssm::Client,
-    pub ecr: aws_sdk_ecr::Client,
+    imagebuilder: OnceLock<aws_sdk_imagebuilder::Client>,
+    autoscaling: OnceLock<aws_sdk_autoscaling::Client>,
+    ssm: OnceLock<aws_sdk_ssm::Client>,
+    ecr: OnceLock<aws_sdk_ecr::Client>,
     regional_ssm: Regional<aws_sdk_ssm::Client>,
     regional_ecr: Regional<aws_sdk_ecr::Client>,
 }
@@ -85,28 +86,51 @@ impl AwsClients {
         Self::from_config(&config)
     }
 
-    /// Builds every client from an already loaded configuration.
+    /// The clients of an already loaded configuration, each built on first use.
     pub fn from_config(config: &SdkConfig) -> Self {
         Self {
             config: config.clone(),
-            imagebuilder: aws_sdk_imagebuilder::Client::from_conf(
-                aws_sdk_imagebuilder::config::Builder::from(config)
-                    .retry_classifier(ImageBuilderRateLimit)
-                    .build(),
-            ),
-            autoscaling: aws_sdk_autoscaling::Client::new(config),
-            ssm: aws_sdk_ssm::Client::new(config),
-            ecr: aws_sdk_ecr::Client::new(config),
+            imagebuilder: OnceLock::new(),
+            autoscaling: OnceLock::new(),
+            ssm: OnceLock::new(),
+            ecr: OnceLock::new(),
             regional_ssm: Arc::default(),
             regional_ecr: Arc::default(),
         }
+    }
+
+    pub fn imagebuilder(&self) -> &aws_sdk_imagebuilder::Client {
+        self.imagebuilder.get_or_init(|| {
+            aws_sdk_imagebuilder::Client::from_conf(
+                aws_sdk_imagebuilder::config::Builder::from(&self.config)
+                    .retry_classifier(ImageBuilderRateLimit)
+                    .build(),
+            )
+        })
+    }
+
+    pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
+        self.autoscaling
+            .get_or_init(|| aws_sdk_autoscaling::Client::new(&self.config))
+    }
+
+    /// The SSM client of the home region.
+    pub fn ssm(&self) -> &aws_sdk_ssm::Client {
+        self.ssm
+            .get_or_init(|| aws_sdk_ssm::Client::new(&self.config))
+    }
+
+    /// The ECR client of the home region.
+    pub fn ecr(&self) -> &aws_sdk_ecr::Client {
+        self.ecr
+            .get_or_init(|| aws_sdk_ecr::Client::new(&self.config))
     }
 
     /// The SSM client for `region`: the home client there, else one made once and kept.
     pub fn ssm_in(&self, region: &str) -> aws_sdk_ssm::Client {
         regional(
             &self.regional_ssm,
-            &self.ssm,
+            self.ssm(),
             self.config.region(),
             region,
             || {
@@ -123,7 +147,7 @@ impl AwsClients {
     pub fn ecr_in(&self, region: &str) -> aws_sdk_ecr::Client {
         regional(
             &self.regional_ecr,
-            &self.ecr,
+            self.ecr(),
             self.config.region(),
             region,
             || {

@@ -150,7 +150,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
 
     let (view, recipe_change) = plan_pipeline(common, &component).await?;
     if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
-        let client = &common.clients.imagebuilder;
+        let client = common.clients.imagebuilder();
         summary.recipe_arn = Some(
             imagebuilder::apply_recipe_change(
                 client,
@@ -164,7 +164,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     }
 
     let builds =
-        imagebuilder::list_builds(&common.clients.imagebuilder, config.pipeline.as_str()).await?;
+        imagebuilder::list_builds(common.clients.imagebuilder(), config.pipeline.as_str()).await?;
     let version = component.version.clone().unwrap_or_default();
     summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
         BuildDecision::Start { token_prefix, tags } => {

@@ -81,7 +81,7 @@ pub async fn handle(
         && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
     {
         let recipe_arn = imagebuilder::apply_recipe_change(
-            &common.clients.imagebuilder,
+            common.clients.imagebuilder(),
             &view,
             change,
             build_arn,
@@ -91,7 +91,7 @@ pub async fn handle(
         tracing::info!(recipe = %recipe_arn, "recipe follows the new component version");
     }
     let builds = imagebuilder::list_builds(
-        &common.clients.imagebuilder,
+        common.clients.imagebuilder(),
         common.config.pipeline.as_str(),
     )
     .await?;

@@ -67,7 +67,7 @@ pub async fn reconcile_component(
     now: DateTime<Utc>,
 ) -> Result<ComponentOutcome, PrepullError> {
     let config = &common.config;
-    let client = &common.clients.imagebuilder;
+    let client = common.clients.imagebuilder();
     let mut resolved: Option<ecr::Resolved> = None;
     let mut attempt = 0;
     loop {
@@ -189,7 +189,7 @@ pub async fn plan_pipeline(
     component: &ComponentOutcome,
 ) -> Result<(PipelineView, Option<RecipeChange>), PrepullError> {
     let view = imagebuilder::read_pipeline(
-        &common.clients.imagebuilder,
+        common.clients.imagebuilder(),
         common.config.pipeline.as_str(),
     )
     .await?;
@@ -254,7 +254,7 @@ pub async fn await_component_visible(
     let until = std::time::Instant::now() + VISIBILITY_WAIT;
     loop {
         let resolved =
-            imagebuilder::resolve_component(&common.clients.imagebuilder, reference).await?;
+            imagebuilder::resolve_component(common.clients.imagebuilder(), reference).await?;
         let seen = component::resolution(
             resolved
                 .as_ref()
@@ -298,7 +298,7 @@ async fn builds_started_before(
     let until = std::time::Instant::now() + LISTING_WAIT;
     loop {
         let listed = imagebuilder::list_builds(
-            &common.clients.imagebuilder,
+            common.clients.imagebuilder(),
             common.config.pipeline.as_str(),
         )
         .await?;
@@ -316,7 +316,7 @@ pub async fn current_parent_image(
     common: &Common,
     view: &PipelineView,
 ) -> Result<Option<String>, PrepullError> {
-    ssm::parent_image_value(&common.clients.ssm, view.recipe.parent_image()).await
+    ssm::parent_image_value(common.clients.ssm(), view.recipe.parent_image()).await
 }
 
 /// Starts the pipeline with a token and tags from
@@ -329,7 +329,7 @@ pub async fn start_build(
     listed: &[BuildSummary],
 ) -> Result<StartedBuild, PrepullError> {
     let arn = imagebuilder::start_build(
-        &common.clients.imagebuilder,
+        common.clients.imagebuilder(),
         common.config.pipeline.as_str(),
         token,
         tags,
@@ -339,7 +339,7 @@ pub async fn start_build(
     if let StartedBuild::New { arn } = &started {
         let now = builds_started_before(common, arn).await?;
         if let Some(first) = yields_to(arn, &now) {
-            imagebuilder::cancel_build(&common.clients.imagebuilder, arn).await?;
+            imagebuilder::cancel_build(common.clients.imagebuilder(), arn).await?;
             started = StartedBuild::Yielded {
                 cancelled: arn.clone(),
                 running: first.arn.clone(),

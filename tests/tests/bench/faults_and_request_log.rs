@@ -319,7 +319,7 @@ async fn prepull_clients_retry_image_builders_own_rate_limit_error() {
     let clients = prepull::aws::AwsClients::from_config(&config);
     emulator.inject(Fault::new("ListComponents", FaultKind::RateLimit, 2));
     clients
-        .imagebuilder
+        .imagebuilder()
         .list_components()
         .send()
         .await

@@ -246,7 +246,7 @@ async fn a_batch_redelivered_after_its_build_failed_reports_that_build_and_start
     let images = s
         .common
         .clients
-        .imagebuilder
+        .imagebuilder()
         .list_image_pipeline_images()
         .image_pipeline_arn(s.common.config.pipeline.as_str())
         .send()

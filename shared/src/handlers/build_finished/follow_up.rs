@@ -14,7 +14,7 @@ pub(super) async fn follow_up(
     common: &Common,
     built_manifest: Option<&str>,
 ) -> Result<FollowUp, PrepullError> {
-    let client = &common.clients.imagebuilder;
+    let client = common.clients.imagebuilder();
     let pipeline = common.config.pipeline.as_str();
     let state = imagebuilder::read_component_state(client, &common.config.component_name).await?;
     let latest = state.latest_manifest.hash();

@@ -162,7 +162,7 @@ async fn republish(
             "cannot republish: {reason}; prepull publishes only its own pipeline's images"
         )));
     }
-    let image = get_image(&common.clients.imagebuilder, &image_arn).await?;
+    let image = get_image(common.clients.imagebuilder(), &image_arn).await?;
     if image.status != BuildStatus::Available {
         return Err(PrepullError::InvalidInput(format!(
             "image {image_arn} is {}, not AVAILABLE: there is nothing to republish",
@@ -215,7 +215,7 @@ async fn state_change(
         summary.reason = Some(format!("status {status} is not terminal"));
         return Ok(summary);
     }
-    let image = get_image(&common.clients.imagebuilder, &image_arn).await?;
+    let image = get_image(common.clients.imagebuilder(), &image_arn).await?;
     if !built_here(common, &image) {
         tracing::info!(image = %image_arn, pipeline = image.pipeline.as_deref(), "an image of another pipeline; ignored");
         let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
@@ -228,7 +228,7 @@ async fn state_change(
     }
     let newer = if status == BuildStatus::Available {
         let builds = list_builds(
-            &common.clients.imagebuilder,
+            common.clients.imagebuilder(),
             common.config.pipeline.as_str(),
         )
         .await?;

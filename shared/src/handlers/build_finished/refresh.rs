@@ -47,7 +47,7 @@ pub(super) async fn refresh_group(
     dry_run: bool,
     deadline: Instant,
 ) -> RefreshOutcome {
-    let client = &common.clients.autoscaling;
+    let client = common.clients.autoscaling();
     let refreshes = match autoscaling::recent_refreshes(client, group).await {
         Ok(refreshes) => refreshes,
         Err(error) => return failed(group, &error),

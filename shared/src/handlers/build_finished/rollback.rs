@@ -76,7 +76,7 @@ async fn rollback_targets(
     if build_labels.is_empty() {
         return Ok((None, home_only));
     }
-    let client = &common.clients.imagebuilder;
+    let client = common.clients.imagebuilder();
     let builds = imagebuilder::list_builds(client, common.config.pipeline.as_str()).await?;
     let Some(build) = build_labels.iter().find_map(|label| {
         builds
