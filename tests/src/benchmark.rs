@@ -772,3 +772,44 @@ pub async fn coalescing() -> anyhow::Result<Vec<Coalescing>> {
     });
     Ok(results)
 }
+
+/// What the bench itself costs: the median round trip of one Image Builder call (the
+/// emulator) and one SSM call (moto, behind the emulator), and of image-pushed's whole
+/// changed push in this process with warm clients. A cold function's exec → response is its
+/// init, these round trips, and its own work.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchLatency {
+    pub emulator_call_ms: f64,
+    pub moto_call_ms: f64,
+    pub changed_push_in_process_ms: f64,
+}
+
+pub async fn bench_latency(samples: usize) -> anyhow::Result<BenchLatency> {
+    let scenario = scenario().await?;
+    let clients = &scenario.common.clients;
+    let mut emulator = Vec::new();
+    let mut moto = Vec::new();
+    let mut handler = Vec::new();
+    // One call first, so that every timed call finds its connection open.
+    clients.imagebuilder().list_components().send().await?;
+    clients.ssm().describe_parameters().send().await?;
+    for run in 0..samples {
+        let start = Instant::now();
+        clients.imagebuilder().list_components().send().await?;
+        emulator.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        clients.ssm().describe_parameters().send().await?;
+        moto.push(start.elapsed().as_secs_f64() * 1e3);
+        finish_running_builds(&scenario).await?;
+        let event = changed_push(&scenario, run % 10, &format!("warm {run}")).await?;
+        let start = Instant::now();
+        let answer = image_pushed(&scenario, &[event]).await?;
+        handler.push(start.elapsed().as_secs_f64() * 1e3);
+        expect_outcome(&answer, "build-started")?;
+    }
+    Ok(BenchLatency {
+        emulator_call_ms: median(emulator),
+        moto_call_ms: median(moto),
+        changed_push_in_process_ms: median(handler),
+    })
+}

@@ -2,6 +2,7 @@
 
 use aws_sdk_ecr::types::ImageIdentifier;
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use prepull_core::image::{Digest, ImageRef};
 use prepull_core::manifest::Manifest;
 
@@ -17,54 +18,75 @@ pub struct Resolved {
     pub missing: Vec<ImageRef>,
 }
 
+/// How many DescribeImages calls are in flight at once. Each is a round trip; ECR's
+/// DescribeImages quota is per account and region ("Amazon ECR service quotas": 10 per second
+/// sustained, higher bursts), and the SDK's standard retry backs off if a burst is throttled.
+const CONCURRENT_LOOKUPS: usize = 8;
+
 /// Looks up each image's current digest with DescribeImages, in the image's own registry and
-/// region. A missing repository or tag is reported, not an error: the image is simply not
-/// cached until it exists.
+/// region, several at a time. A missing repository or tag is reported, not an error: the
+/// image is simply not cached until it exists.
 pub async fn resolve(
     clients: &AwsClients,
     images: &[ImageRef],
     read_at: DateTime<Utc>,
 ) -> Result<Resolved, PrepullError> {
+    let lookups: Vec<Option<Digest>> = stream::iter(images)
+        .map(|image| current_digest(clients, image))
+        .buffered(CONCURRENT_LOOKUPS)
+        .try_collect()
+        .await?;
     let mut resolved = Resolved::default();
-    for image in images {
-        let client = clients.ecr_in(image.registry.region());
-        let response = client
-            .describe_images()
-            .registry_id(image.registry.account_id())
-            .repository_name(image.repository.as_str())
-            .image_ids(
-                ImageIdentifier::builder()
-                    .image_tag(image.tag.as_str())
-                    .build(),
-            )
-            .send()
-            .await;
-        let details = match response {
-            Ok(response) => response.image_details,
-            Err(error) => {
-                let service = error.as_service_error();
-                if service.is_some_and(|e| {
-                    e.is_image_not_found_exception() || e.is_repository_not_found_exception()
-                }) {
-                    resolved.missing.push(image.clone());
-                    continue;
-                }
-                return Err(aws_error("DescribeImages", error));
+    for (image, digest) in images.iter().zip(lookups) {
+        match digest {
+            // `imagePushedAt` is when the digest was first pushed, not when the tag moved to
+            // it (a retag keeps the old time); the time it was read is what is known to be
+            // current.
+            Some(digest) => {
+                resolved.manifest.pin(image.clone(), digest, Some(read_at));
             }
-        };
-        let detail = details.unwrap_or_default().into_iter().next();
-        let Some(detail) = detail else {
-            resolved.missing.push(image.clone());
-            continue;
-        };
-        let digest = detail.image_digest().unwrap_or_default();
-        let digest = Digest::parse(digest).map_err(|e| PrepullError::Unexpected {
-            what: "DescribeImages",
-            detail: e.to_string(),
-        })?;
-        // `imagePushedAt` is when the digest was first pushed, not when the tag moved to it
-        // (a retag keeps the old time); the time it was read is what is known to be current.
-        resolved.manifest.pin(image.clone(), digest, Some(read_at));
+            None => resolved.missing.push(image.clone()),
+        }
     }
     Ok(resolved)
+}
+
+/// The digest `image`'s tag points at now; `None` when ECR has no such repository or tag.
+async fn current_digest(
+    clients: &AwsClients,
+    image: &ImageRef,
+) -> Result<Option<Digest>, PrepullError> {
+    let client = clients.ecr_in(image.registry.region());
+    let response = client
+        .describe_images()
+        .registry_id(image.registry.account_id())
+        .repository_name(image.repository.as_str())
+        .image_ids(
+            ImageIdentifier::builder()
+                .image_tag(image.tag.as_str())
+                .build(),
+        )
+        .send()
+        .await;
+    let details = match response {
+        Ok(response) => response.image_details,
+        Err(error) => {
+            let service = error.as_service_error();
+            if service.is_some_and(|e| {
+                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+            }) {
+                return Ok(None);
+            }
+            return Err(aws_error("DescribeImages", error));
+        }
+    };
+    let Some(detail) = details.unwrap_or_default().into_iter().next() else {
+        return Ok(None);
+    };
+    Digest::parse(detail.image_digest().unwrap_or_default())
+        .map(Some)
+        .map_err(|e| PrepullError::Unexpected {
+            what: "DescribeImages",
+            detail: e.to_string(),
+        })
 }

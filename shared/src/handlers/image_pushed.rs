@@ -13,8 +13,7 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    Resolve, Visibility, await_component_visible, current_parent_image, plan_pipeline,
-    reconcile_component, start_build,
+    Resolve, Visibility, reconcile_and_plan, start_build, visible_with_parent,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,7 +131,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     if !tied.is_empty() {
         tracing::info!(images = ?tied.iter().map(ToString::to_string).collect::<Vec<_>>(), "pushes of one tag in one second: ECR's current digest decides");
     }
-    let component = reconcile_component(
+    let (component, view, recipe_change) = reconcile_and_plan(
         common,
         &pushes,
         Resolve::Missing(tied),
@@ -148,7 +147,6 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     summary.component_version = component.version.clone();
     summary.component_build_version_arn = component.build_arn.clone();
 
-    let (view, recipe_change) = plan_pipeline(common, &component).await?;
     if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
         let client = common.clients.imagebuilder();
         summary.recipe_arn = Some(
@@ -168,20 +166,19 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let version = component.version.clone().unwrap_or_default();
     summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
         BuildDecision::Start { token_prefix, tags } => {
-            let visibility = match &component.build_arn {
-                Some(written) => {
-                    await_component_visible(common, &view, written, &component.manifest_hash)
-                        .await?
-                }
-                None => Visibility::Written,
-            };
+            let (visibility, parent) = visible_with_parent(
+                common,
+                &view,
+                component.build_arn.as_ref(),
+                &component.manifest_hash,
+            )
+            .await?;
             if let Visibility::Superseded(newer) = visibility {
                 tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
                 summary.outcome = Outcome::Superseded;
                 summary.superseded_by = Some(newer);
                 return Ok(summary);
             }
-            let parent = current_parent_image(common, &view).await?;
             let (token, tags) =
                 build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
             match start_build(common, &token, &tags, &builds).await? {

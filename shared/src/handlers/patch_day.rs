@@ -19,7 +19,7 @@ use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
     ComponentOutcome, Resolve, Visibility, await_component_visible, current_parent_image,
-    plan_pipeline, reconcile_component, start_build,
+    reconcile_and_plan, start_build,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,9 +74,8 @@ pub async fn handle(
         Some(reason) => format!("forced: {reason}"),
         None => "scheduled reconcile".to_owned(),
     };
-    let component: ComponentOutcome =
-        reconcile_component(common, &[], Resolve::All, &trigger, request.dry_run, now).await?;
-    let (view, recipe_change) = plan_pipeline(common, &component).await?;
+    let (component, view, recipe_change): (ComponentOutcome, _, _) =
+        reconcile_and_plan(common, &[], Resolve::All, &trigger, request.dry_run, now).await?;
     if !request.dry_run
         && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
     {
@@ -90,12 +89,15 @@ pub async fn handle(
         .await?;
         tracing::info!(recipe = %recipe_arn, "recipe follows the new component version");
     }
-    let builds = imagebuilder::list_builds(
-        common.clients.imagebuilder(),
-        common.config.pipeline.as_str(),
-    )
-    .await?;
-    let parent_now = current_parent_image(common, &view).await?;
+    // After the recipe change: the two reads are independent round trips.
+    let (builds, parent_now) = tokio::join!(
+        imagebuilder::list_builds(
+            common.clients.imagebuilder(),
+            common.config.pipeline.as_str(),
+        ),
+        current_parent_image(common, &view),
+    );
+    let (builds, parent_now) = (builds?, parent_now?);
     let manifest_changed = schedule::manifest_change(
         component.planned.as_ref().map(|p| p.version.as_str()),
         component.version.as_deref(),

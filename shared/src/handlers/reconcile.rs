@@ -183,16 +183,27 @@ pub async fn reconcile_component(
     }
 }
 
-/// Reads the pipeline and its recipe, and plans the recipe change the component needs.
-pub async fn plan_pipeline(
+/// Reconciles the component (reads it, and writes the new version unless `dry_run`) while
+/// the pipeline and its recipe are read beside it, then plans the recipe change the component
+/// needs. The two share nothing until that plan, and on AWS each read is a round trip. Both
+/// run to the end, so a failed pipeline read never cuts a component write short; the
+/// component's error is reported first.
+pub async fn reconcile_and_plan(
     common: &Common,
-    component: &ComponentOutcome,
-) -> Result<(PipelineView, Option<RecipeChange>), PrepullError> {
-    let view = imagebuilder::read_pipeline(
-        common.clients.imagebuilder(),
-        common.config.pipeline.as_str(),
-    )
-    .await?;
+    pushes: &[Push],
+    resolve: Resolve,
+    trigger: &str,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> Result<(ComponentOutcome, PipelineView, Option<RecipeChange>), PrepullError> {
+    let (component, view) = tokio::join!(
+        reconcile_component(common, pushes, resolve, trigger, dry_run, now),
+        imagebuilder::read_pipeline(
+            common.clients.imagebuilder(),
+            common.config.pipeline.as_str()
+        ),
+    );
+    let (component, view) = (component?, view?);
     let change = match &component.build_arn {
         Some(build_arn) => {
             imagebuilder::plan_recipe(&view, &common.config.component_name, build_arn.as_str())?
@@ -203,7 +214,26 @@ pub async fn plan_pipeline(
         }
         None => None,
     };
-    Ok((view, change))
+    Ok((component, view, change))
+}
+
+/// Before a start: waits for the written version to be visible (see
+/// [`await_component_visible`]) while the parent image is read (see
+/// [`current_parent_image`]); the two are independent round trips.
+pub async fn visible_with_parent(
+    common: &Common,
+    view: &PipelineView,
+    written: Option<&ImageBuilderArn>,
+    written_manifest: &str,
+) -> Result<(Visibility, Option<String>), PrepullError> {
+    let visible = async {
+        match written {
+            Some(written) => await_component_visible(common, view, written, written_manifest).await,
+            None => Ok(Visibility::Written),
+        }
+    };
+    let (visibility, parent) = tokio::join!(visible, current_parent_image(common, view));
+    Ok((visibility?, parent?))
 }
 
 /// What the recipe's wildcard resolves to, as far as a start is concerned.

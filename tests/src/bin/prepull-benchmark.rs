@@ -214,10 +214,6 @@ async fn main() -> anyhow::Result<()> {
         format!("{:.1} µs", per_plan.as_secs_f64() * 1e6),
     ));
 
-    let rows_json: serde_json::Map<String, serde_json::Value> = rows
-        .iter()
-        .map(|(name, value)| (name.clone(), json!(value)))
-        .collect();
     let args = Args::parse();
     // Read first: a missing artifact should stop the run before minutes of measuring.
     let artifacts = artifacts(&args.lambda_dir)?;
@@ -228,6 +224,19 @@ async fn main() -> anyhow::Result<()> {
         python: workspace_root().join(".venv").join("bin").join("python"),
     })
     .await?;
+    let latency = benchmark::bench_latency(args.samples).await?;
+    rows.push((
+        "one Image Builder call to the emulator (warm connection)".into(),
+        format!("{:.2} ms", latency.emulator_call_ms),
+    ));
+    rows.push((
+        "one SSM call to moto, through the emulator (warm connection)".into(),
+        format!("{:.2} ms", latency.moto_call_ms),
+    ));
+    rows.push((
+        "image-pushed, a changed push, in this process (warm clients)".into(),
+        format!("{:.1} ms", latency.changed_push_in_process_ms),
+    ));
     let calls = benchmark::call_counts().await?;
     let coalescing = benchmark::coalescing().await?;
 
@@ -237,11 +246,15 @@ async fn main() -> anyhow::Result<()> {
     out.push_str(&call_table(&calls));
     out.push_str(&coalescing_table(&coalescing));
     out.push_str("\n| in-process measurement | result |\n|---|---|\n");
-    for (name, value) in rows {
+    for (name, value) in &rows {
         out.push_str(&format!("| {name} | {value} |\n"));
     }
     print!("{out}");
 
+    let rows_json: serde_json::Map<String, serde_json::Value> = rows
+        .iter()
+        .map(|(name, value)| (name.clone(), json!(value)))
+        .collect();
     let results = json!({
         "cold_starts": cold,
         "artifacts": artifacts,

@@ -5,9 +5,7 @@ use prepull_core::build::{BuildToken, FollowUp, FollowUpPlan, build_request, dec
 use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::reconcile::{
-    Visibility, await_component_visible, current_parent_image, start_build,
-};
+use crate::handlers::reconcile::{Visibility, start_build, visible_with_parent};
 
 /// Reads the component and the pipeline's builds, and starts the follow-up if one is due.
 pub(super) async fn follow_up(
@@ -31,14 +29,13 @@ pub(super) async fn follow_up(
         FollowUpPlan::Done(follow_up) => Ok(follow_up),
         FollowUpPlan::Start { token_prefix, tags } => {
             let view = imagebuilder::read_pipeline(client, pipeline).await?;
-            if let Some(written) = &state.latest_build_arn
-                && let Visibility::Superseded(newer) =
-                    await_component_visible(common, &view, written, &latest).await?
-            {
+            let (visibility, parent) =
+                visible_with_parent(common, &view, state.latest_build_arn.as_ref(), &latest)
+                    .await?;
+            if let Visibility::Superseded(newer) = visibility {
                 tracing::info!(newer = %newer, "a newer component version appeared; its writer builds it");
                 return Ok(FollowUp::NotNeeded);
             }
-            let parent = current_parent_image(common, &view).await?;
             let (token, tags) =
                 build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
             Ok(start_build(common, &token, &tags, &builds).await?.into())
