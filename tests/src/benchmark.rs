@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::bench::until_next_second;
+use crate::emulator::Emulator;
 use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec};
 use crate::scenario::{ACCOUNT, REGION, Scenario, push_event, sqs_batch};
@@ -34,6 +35,8 @@ pub struct ColdSample {
     pub response_ms: f64,
     /// The process's peak resident memory (`VmHWM`) after answering.
     pub peak_rss_kib: u64,
+    /// Of `response_ms`, the time the bench spent answering the process's AWS calls.
+    pub bench_ms: f64,
 }
 
 /// The medians of a subject's cold samples.
@@ -44,6 +47,8 @@ pub struct ColdStart {
     pub samples: usize,
     pub init_ms: f64,
     pub response_ms: f64,
+    /// Of `response_ms`, the bench answering the AWS calls (the emulator, and moto behind it).
+    pub bench_ms: f64,
     pub peak_rss_kib: u64,
     /// The AWS calls each cold invocation made.
     pub aws_calls: usize,
@@ -67,6 +72,7 @@ impl ColdStart {
             samples: samples.len(),
             init_ms: median(samples.iter().map(|s| s.init_ms).collect()),
             response_ms: median(samples.iter().map(|s| s.response_ms).collect()),
+            bench_ms: median(samples.iter().map(|s| s.bench_ms).collect()),
             peak_rss_kib: rss as u64,
             aws_calls,
         }
@@ -77,13 +83,16 @@ impl ColdStart {
 /// a response (not an error), and `check` must accept it.
 pub async fn cold_sample(
     spec: FunctionSpec,
+    bench: &Emulator,
     payload: &Value,
     check: impl Fn(&Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<ColdSample> {
     let name = spec.name.clone();
+    let busy_before = bench.busy();
     let mut host = FunctionHost::start(spec).await?;
     let outcome = host.invoke(payload).await?;
     let response = host.since_start();
+    let bench_time = bench.busy().saturating_sub(busy_before);
     let init = host.init_duration();
     let rss = host.peak_rss_kib();
     let logs = host.logs();
@@ -99,6 +108,7 @@ pub async fn cold_sample(
             * 1e3,
         response_ms: response.as_secs_f64() * 1e3,
         peak_rss_kib: rss.context("no /proc status for the process")?,
+        bench_ms: bench_time.as_secs_f64() * 1e3,
     })
 }
 
@@ -327,6 +337,7 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
         samples.push(
             cold_sample(
                 spec("lambda-floor", &plan.floor, Vec::new(), Vec::new()),
+                emulator,
                 &push,
                 |answer| {
                     anyhow::ensure!(answer["records"] == 1, "expected one record");
@@ -358,6 +369,7 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
                     Vec::new(),
                     env.clone(),
                 ),
+                emulator,
                 &sqs_batch(&[event]),
                 |answer| expect_outcome(answer, "build-started"),
             )
@@ -383,6 +395,7 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
                     Vec::new(),
                     host_env.clone(),
                 ),
+                emulator,
                 &sqs_batch(&[event]),
                 |answer| expect_outcome(answer, "build-started"),
             )
@@ -416,6 +429,7 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
                     Vec::new(),
                     env.clone(),
                 ),
+                emulator,
                 &event,
                 |answer| expect_outcome(answer, "published"),
             )
@@ -439,6 +453,7 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
         samples.push(
             cold_sample(
                 spec("patch-day", &binary("patch-day"), Vec::new(), env.clone()),
+                emulator,
                 &schedule,
                 |answer| expect_outcome(answer, "up-to-date"),
             )
@@ -473,6 +488,7 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
                         .to_vec(),
                     python_env.clone(),
                 ),
+                emulator,
                 &sqs_batch(&[event]),
                 |answer| {
                     anyhow::ensure!(

@@ -235,6 +235,9 @@ struct Inner {
     clock: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
     http: reqwest::Client,
     models: Arc<Models>,
+    /// The wall-clock time during which at least one request was being answered (moto's share
+    /// included), and the requests in flight with the moment the first of them arrived.
+    busy: Mutex<Busy>,
 }
 
 /// The service models every request is checked against (see [`model`]).
@@ -389,10 +392,13 @@ impl Emulator {
             clock: Mutex::new(None),
             http,
             models: models()?,
+            busy: Mutex::new(Busy::default()),
         };
         inner.services = Mutex::new(inner.fresh_services());
         let inner = Arc::new(inner);
-        let router = Router::new().fallback(handle).with_state(inner.clone());
+        let router = Router::new()
+            .fallback(timed_handle)
+            .with_state(inner.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let server = axum::serve(listener, router).with_graceful_shutdown(async {
@@ -450,6 +456,12 @@ impl Emulator {
             .into_iter()
             .map(|r| r.operation)
             .collect()
+    }
+
+    /// The wall-clock time the bench has spent answering requests so far (its own work and
+    /// moto's; concurrent requests count once): what a caller spent waiting on "AWS".
+    pub fn busy(&self) -> Duration {
+        lock(&self.inner.busy).total
     }
 
     pub fn clear_requests(&self) {
@@ -643,6 +655,40 @@ fn is_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// Wall-clock time with at least one request in flight: concurrent requests count once.
+#[derive(Debug, Default)]
+struct Busy {
+    total: Duration,
+    in_flight: usize,
+    since: Option<std::time::Instant>,
+}
+
+/// [`handle`], with its time added to [`Emulator::busy`].
+async fn timed_handle(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    {
+        let mut busy = lock(&inner.busy);
+        if busy.in_flight == 0 {
+            busy.since = Some(std::time::Instant::now());
+        }
+        busy.in_flight += 1;
+    }
+    let response = handle(State(inner.clone()), method, uri, headers, body).await;
+    let mut busy = lock(&inner.busy);
+    busy.in_flight = busy.in_flight.saturating_sub(1);
+    if busy.in_flight == 0
+        && let Some(since) = busy.since.take()
+    {
+        busy.total += since.elapsed();
+    }
+    response
 }
 
 async fn handle(
