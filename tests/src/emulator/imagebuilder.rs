@@ -28,7 +28,11 @@ pub const COMPONENT_DATA_LIMIT: usize = 16_000;
 /// The maximum number of components in one recipe.
 pub const RECIPE_COMPONENT_LIMIT: usize = 20;
 
-const PAGE_LIMIT: usize = 25;
+/// Image Builder's page sizes: "If you don't specify a value, Image Builder returns up to 25
+/// items. The largest page size that you can request is 100 items" (botocore's model,
+/// `maxResults` of the List operations).
+const DEFAULT_PAGE: usize = 25;
+const LARGEST_PAGE: usize = 100;
 
 /// Where a request runs: the account and region its ARNs are made in, and the time.
 #[derive(Debug, Clone)]
@@ -217,7 +221,7 @@ fn paginate(items: Vec<Value>, params: &Value) -> Result<(Vec<Value>, Option<Str
     let limit = params
         .get("maxResults")
         .and_then(Value::as_u64)
-        .map_or(PAGE_LIMIT, |n| (n as usize).clamp(1, PAGE_LIMIT));
+        .map_or(DEFAULT_PAGE, |n| (n as usize).clamp(1, LARGEST_PAGE));
     let start = match str_field(params, "nextToken") {
         None => 0,
         Some(token) => token

@@ -187,6 +187,45 @@ async fn list_components_pages_and_filters_by_name() {
     );
 }
 
+/// Image Builder's List operations answer 25 items a page unless asked for more, and up to
+/// 100 (botocore's model, `maxResults`).
+#[tokio::test]
+async fn list_pages_hold_25_by_default_and_up_to_100_on_request() {
+    let (_emulator, client) = emulator_and_client().await;
+    for patch in 0..30 {
+        create_component(&client, &format!("1.0.{patch}")).await;
+    }
+    let page_sizes = |max: Option<i32>| {
+        let client = client.clone();
+        async move {
+            client
+                .list_components()
+                .set_max_results(max)
+                .into_paginator()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.component_version_list().len())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page_sizes(None).await, [25, 5]);
+    assert_eq!(page_sizes(Some(100)).await, [30]);
+    let too_many = client
+        .list_components()
+        .max_results(101)
+        .send()
+        .await
+        .unwrap_err();
+    // The emulator's answer to any request its model refuses (see docs/bench.md).
+    assert_eq!(
+        too_many.into_service_error().meta().code(),
+        Some("InvalidRequestException")
+    );
+}
+
 #[tokio::test]
 async fn component_data_is_limited_to_16000_characters_and_must_be_a_document() {
     let (emulator, client) = emulator_and_client().await;
