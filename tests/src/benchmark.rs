@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::bench::until_next_second;
+use crate::demo::{TemplateSettings, template_environment};
 use crate::emulator::Emulator;
 use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec};
@@ -134,41 +135,17 @@ fn spec(name: &str, binary: &Path, args: Vec<String>, env: Vec<(String, String)>
 
 /// The environment `template.yaml` gives the functions, pointed at the bench.
 pub fn function_environment(scenario: &Scenario, images: &[&str]) -> Vec<(String, String)> {
-    let mut env = scenario.bench.env();
-    env.retain(|(name, _)| name != "PREPULL_BENCH_URL");
-    let today = chrono::Utc::now().date_naive();
-    // The scheduled run must fall on an ordinary day, so that "up to date" is its answer.
-    let offset = (1..=14)
-        .find(|offset| {
-            prepull::core::schedule::patch_day(
-                chrono::Datelike::year(&today),
-                chrono::Datelike::month(&today),
-                *offset,
-            ) != Some(today)
-        })
-        .unwrap_or(1);
-    env.extend(
-        [
-            (
-                "PREPULL_PIPELINE_ARN",
-                scenario.pipeline.pipeline_arn.clone(),
-            ),
-            ("PREPULL_COMPONENT_NAME", "prepull-cache".to_owned()),
-            ("PREPULL_IMAGES", images.join(",")),
-            ("PREPULL_RUNTIME", "containerd".to_owned()),
-            ("PREPULL_PATCH_DAY_OFFSET_DAYS", offset.to_string()),
-            ("PREPULL_MAX_IMAGE_AGE_DAYS", "35".to_owned()),
-            ("PREPULL_AMI_PARAMETER", PARAMETER.to_owned()),
-            ("PREPULL_ASG_NAMES", GROUPS.join(",")),
-            ("PREPULL_REFRESH_MIN_HEALTHY_PERCENT", "90".to_owned()),
-            ("PREPULL_REFRESH_WARMUP_SECONDS", "300".to_owned()),
-            ("PREPULL_REFRESH_IN_PROGRESS", "replace".to_owned()),
-            ("RUST_LOG", "info".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    env
+    template_environment(
+        &scenario.bench,
+        &TemplateSettings {
+            pipeline_arn: &scenario.pipeline.pipeline_arn,
+            component_name: "prepull-cache",
+            images: &images.join(","),
+            runtime: "containerd",
+            parameter: PARAMETER,
+            groups: &GROUPS.join(","),
+        },
+    )
 }
 
 /// The watched images of every scenario: ten, as a small fleet's cache would hold.
@@ -355,63 +332,40 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
     ));
 
     // image-pushed: each process gets a push that changes the cache while no build runs.
-    let mut samples = Vec::new();
-    let mut calls = 0;
-    for run in 0..plan.samples {
-        finish_running_builds(&scenario).await?;
-        let event = changed_push(&scenario, run % 10, &format!("cold {run}")).await?;
-        emulator.clear_requests();
-        samples.push(
-            cold_sample(
-                spec(
-                    "image-pushed",
-                    &binary("image-pushed"),
-                    Vec::new(),
-                    env.clone(),
-                ),
-                emulator,
-                &sqs_batch(&[event]),
-                |answer| expect_outcome(answer, "build-started"),
-            )
-            .await?,
-        );
-        calls = emulator.requests().len();
-    }
-    results.push(ColdStart::from_samples(
-        "prepull image-pushed",
-        "changed push (SQS, 1 record)",
-        &samples,
-        calls,
-    ));
-    let mut samples = Vec::new();
-    for run in 0..plan.samples {
-        finish_running_builds(&scenario).await?;
-        let event = changed_push(&scenario, run % 10, &format!("host roots {run}")).await?;
-        samples.push(
-            cold_sample(
-                spec(
-                    "image-pushed",
-                    &binary("image-pushed"),
-                    Vec::new(),
-                    host_env.clone(),
-                ),
-                emulator,
-                &sqs_batch(&[event]),
-                |answer| expect_outcome(answer, "build-started"),
-            )
-            .await?,
-        );
-    }
-    results.push(ColdStart::from_samples(
-        "prepull image-pushed, this host's CA directory",
-        "changed push (SQS, 1 record)",
-        &samples,
-        calls,
-    ));
+    let image_pushed_with = |env: &[(String, String)]| {
+        spec(
+            "image-pushed",
+            &binary("image-pushed"),
+            Vec::new(),
+            env.to_vec(),
+        )
+    };
+    let built = |answer: &Value| expect_outcome(answer, "build-started");
+    results.push(
+        changed_push_cold_starts(
+            &scenario,
+            plan.samples,
+            "prepull image-pushed",
+            || image_pushed_with(&env),
+            built,
+        )
+        .await?,
+    );
+    results.push(
+        changed_push_cold_starts(
+            &scenario,
+            plan.samples,
+            "prepull image-pushed, this host's CA directory",
+            || image_pushed_with(&host_env),
+            built,
+        )
+        .await?,
+    );
 
     // build-finished: each process publishes a new AVAILABLE build in two regions and
     // refreshes two groups.
     let mut samples = Vec::new();
+    let mut calls = 0;
     for run in 0..plan.samples {
         finish_running_builds(&scenario).await?;
         refreshes_succeed(&scenario).await?;
@@ -473,13 +427,12 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
     let mut python_env = env.clone();
     python_env.push(("PYTHONPATH".to_owned(), handler_dir.display().to_string()));
     python_env.push(("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()));
-    let mut samples = Vec::new();
-    for run in 0..plan.samples {
-        finish_running_builds(&scenario).await?;
-        let event = changed_push(&scenario, run % 10, &format!("python {run}")).await?;
-        emulator.clear_requests();
-        samples.push(
-            cold_sample(
+    results.push(
+        changed_push_cold_starts(
+            &scenario,
+            plan.samples,
+            "baseline: Python, boto3 + awslambdaric",
+            || {
                 spec(
                     "python-baseline",
                     &plan.python,
@@ -487,28 +440,46 @@ pub async fn cold_starts(plan: &ColdStartPlan) -> anyhow::Result<Vec<ColdStart>>
                         .map(str::to_owned)
                         .to_vec(),
                     python_env.clone(),
-                ),
-                emulator,
-                &sqs_batch(&[event]),
-                |answer| {
-                    anyhow::ensure!(
-                        field(answer, "imageBuildVersionArn").contains(":image/"),
-                        "expected the started build's ARN"
-                    );
-                    Ok(())
-                },
-            )
-            .await?,
-        );
+                )
+            },
+            |answer| {
+                anyhow::ensure!(
+                    field(answer, "imageBuildVersionArn").contains(":image/"),
+                    "expected the started build's ARN"
+                );
+                Ok(())
+            },
+        )
+        .await?,
+    );
+    Ok(results)
+}
+
+/// Cold starts on a changed push: before each sample, the running build ends and a watched
+/// image gets a new digest, so every process finds the cache changed and no build running.
+async fn changed_push_cold_starts(
+    scenario: &Scenario,
+    samples: usize,
+    subject: &str,
+    function: impl Fn() -> FunctionSpec,
+    check: impl Fn(&Value) -> anyhow::Result<()> + Copy,
+) -> anyhow::Result<ColdStart> {
+    let emulator = &scenario.bench.emulator;
+    let mut measured = Vec::new();
+    let mut calls = 0;
+    for run in 0..samples {
+        finish_running_builds(scenario).await?;
+        let event = changed_push(scenario, run % 10, &format!("{subject} {run}")).await?;
+        emulator.clear_requests();
+        measured.push(cold_sample(function(), emulator, &sqs_batch(&[event]), check).await?);
         calls = emulator.requests().len();
     }
-    results.push(ColdStart::from_samples(
-        "baseline: Python, boto3 + awslambdaric",
+    Ok(ColdStart::from_samples(
+        subject,
         "changed push (SQS, 1 record)",
-        &samples,
+        &measured,
         calls,
-    ));
-    Ok(results)
+    ))
 }
 
 /// A scenario's AWS calls, in order, beside the fewest it could make.

@@ -387,10 +387,39 @@ fn function_environment(
     pipeline_arn: &str,
     seed: &PipelineSeed,
 ) -> Vec<(String, String)> {
+    template_environment(
+        bench,
+        &TemplateSettings {
+            pipeline_arn,
+            component_name: &seed.component_name,
+            images: &options.images.join(","),
+            runtime: &options.runtime,
+            parameter: AMI_PARAMETER,
+            groups: GROUP,
+        },
+    )
+}
+
+/// What a stack's parameters put into the functions' environment.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateSettings<'a> {
+    pub pipeline_arn: &'a str,
+    pub component_name: &'a str,
+    /// `repository:tag`, comma-separated.
+    pub images: &'a str,
+    pub runtime: &'a str,
+    pub parameter: &'a str,
+    /// Auto Scaling group names, comma-separated.
+    pub groups: &'a str,
+}
+
+/// The environment `template.yaml` gives the functions, pointed at `bench`, with the template's
+/// defaults for the rest. The patch-day offset is chosen so that today is an ordinary day: a
+/// scheduled run then rebuilds only for a reason of its own.
+pub fn template_environment(bench: &Bench, settings: &TemplateSettings) -> Vec<(String, String)> {
     let mut environment = bench.env();
     environment.retain(|(name, _)| name != "PREPULL_BENCH_URL");
     let today = Utc::now().date_naive();
-    // The story's scheduled run must fall on an ordinary day.
     let offset = (1..=14)
         .find(|offset| {
             prepull::core::schedule::patch_day(today.year(), today.month(), *offset) != Some(today)
@@ -398,14 +427,14 @@ fn function_environment(
         .unwrap_or(1);
     environment.extend(
         [
-            ("PREPULL_PIPELINE_ARN", pipeline_arn.to_owned()),
-            ("PREPULL_COMPONENT_NAME", seed.component_name.clone()),
-            ("PREPULL_IMAGES", options.images.join(",")),
-            ("PREPULL_RUNTIME", options.runtime.clone()),
+            ("PREPULL_PIPELINE_ARN", settings.pipeline_arn.to_owned()),
+            ("PREPULL_COMPONENT_NAME", settings.component_name.to_owned()),
+            ("PREPULL_IMAGES", settings.images.to_owned()),
+            ("PREPULL_RUNTIME", settings.runtime.to_owned()),
             ("PREPULL_PATCH_DAY_OFFSET_DAYS", offset.to_string()),
             ("PREPULL_MAX_IMAGE_AGE_DAYS", "35".to_owned()),
-            ("PREPULL_AMI_PARAMETER", AMI_PARAMETER.to_owned()),
-            ("PREPULL_ASG_NAMES", GROUP.to_owned()),
+            ("PREPULL_AMI_PARAMETER", settings.parameter.to_owned()),
+            ("PREPULL_ASG_NAMES", settings.groups.to_owned()),
             ("PREPULL_REFRESH_MIN_HEALTHY_PERCENT", "90".to_owned()),
             ("PREPULL_REFRESH_WARMUP_SECONDS", "300".to_owned()),
             ("PREPULL_REFRESH_IN_PROGRESS", "replace".to_owned()),
