@@ -113,14 +113,35 @@ pub fn publish_outcome(actions: &[ParameterAction]) -> Option<PublishOutcome> {
 
 /// An SSM label for the build that made an AMI: `image-<recipe>-<version>-<build>`, within
 /// SSM's rules (letters, digits, `.`, `-`, `_`; not starting with a digit, `aws` or `ssm`;
-/// at most 100 characters).
+/// at most 100 characters). A label that would be longer keeps its version and build, shortens
+/// the recipe name, and carries ten hex digits of the whole resource's SHA-256, so two builds
+/// never share a label whatever the recipe name's length (cut at 100, every build of a recipe
+/// named 87 characters or more got the same label).
 pub fn build_label(image_arn: &str) -> String {
     let resource = image_arn.rsplit(":image/").next().unwrap_or_default();
-    let label: String = format!("{BUILD_LABEL_PREFIX}{}", resource.replace('/', "-"))
+    let allowed = |text: &str| -> String {
+        text.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+            .collect()
+    };
+    let label = format!(
+        "{BUILD_LABEL_PREFIX}{}",
+        allowed(&resource.replace('/', "-"))
+    );
+    if label.len() <= LABEL_LIMIT {
+        return label;
+    }
+    let mut parts = resource.splitn(2, '/');
+    let recipe = allowed(parts.next().unwrap_or_default());
+    let version_and_build = allowed(&parts.next().unwrap_or_default().replace('/', "-"));
+    let hash = &crate::manifest::sha256_hex(resource.as_bytes())[..10];
+    let room = LABEL_LIMIT
+        .saturating_sub(BUILD_LABEL_PREFIX.len() + version_and_build.len() + hash.len() + 2);
+    let recipe: String = recipe.chars().take(room).collect();
+    format!("{BUILD_LABEL_PREFIX}{recipe}-{hash}-{version_and_build}")
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
-        .collect();
-    label.chars().take(LABEL_LIMIT).collect()
+        .take(LABEL_LIMIT)
+        .collect()
 }
 
 /// The label of a rollback away from version `from_version`.
@@ -354,11 +375,39 @@ mod tests {
             build_label(ARN),
             "image-prepull-windows-cache-recipe-1.0.0-3"
         );
-        let long = format!(
-            "arn:aws:imagebuilder:us-east-1:123456789012:image/{}/1.0.0/3",
-            "a".repeat(128)
-        );
-        assert_eq!(build_label(&long).len(), 100);
+        // Every recipe name length Image Builder allows (1 to 128), and the longest versions
+        // and build numbers: at most 100 characters, and each build its own label.
+        for length in [1, 40, 86, 87, 93, 94, 100, 128] {
+            let name = "a".repeat(length);
+            let arn = |version: &str, build: u32| {
+                format!(
+                    "arn:aws:imagebuilder:us-east-1:123456789012:image/{name}/{version}/{build}"
+                )
+            };
+            let labels: Vec<String> = [
+                arn("1.0.0", 3),
+                arn("1.0.0", 4),
+                arn("1.0.1", 3),
+                arn("1073741823.1073741823.1073741823", 999_999_999),
+                arn("1073741823.1073741823.1073741823", 999_999_998),
+            ]
+            .iter()
+            .map(|a| build_label(a))
+            .collect();
+            for label in &labels {
+                assert!(label.len() <= 100, "{label}");
+                assert!(label.starts_with(BUILD_LABEL_PREFIX), "{label}");
+                assert!(
+                    label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                    "{label}"
+                );
+            }
+            let distinct: std::collections::HashSet<&String> = labels.iter().collect();
+            assert_eq!(distinct.len(), labels.len(), "{labels:?}");
+            assert!(labels[0].ends_with("-1.0.0-3"), "{}", labels[0]);
+        }
         assert_eq!(rollback_label(7), "rollback-from-v7");
         assert_eq!(
             describe_version(Some("rollback-from-v7")),
