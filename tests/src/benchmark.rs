@@ -710,6 +710,17 @@ fn builds_started(scenario: &Scenario) -> usize {
         .count()
 }
 
+/// Ends the running build AVAILABLE, runs build-finished on it, and counts the builds it
+/// started: the follow-ups.
+async fn follow_ups(scenario: &Scenario) -> anyhow::Result<usize> {
+    let event = finish_running_builds(scenario)
+        .await?
+        .context("the pushes started no build")?;
+    scenario.bench.emulator.clear_requests();
+    build_finished(scenario, event).await?;
+    Ok(builds_started(scenario))
+}
+
 /// Bursts of pushes in one batch, and pushes spread across a running build: each must make
 /// exactly one build and at most one follow-up.
 pub async fn coalescing() -> anyhow::Result<Vec<Coalescing>> {
@@ -722,17 +733,11 @@ pub async fn coalescing() -> anyhow::Result<Vec<Coalescing>> {
         }
         scenario.bench.emulator.clear_requests();
         image_pushed(&scenario, &burst).await?;
-        let builds = builds_started(&scenario);
-        let event = finish_running_builds(&scenario)
-            .await?
-            .context("the burst started no build")?;
-        scenario.bench.emulator.clear_requests();
-        build_finished(&scenario, event).await?;
         results.push(Coalescing {
             case: format!("{size} pushes in one batch"),
             pushes: size,
-            builds,
-            follow_ups: builds_started(&scenario),
+            builds: builds_started(&scenario),
+            follow_ups: follow_ups(&scenario).await?,
         });
     }
 
@@ -745,17 +750,11 @@ pub async fn coalescing() -> anyhow::Result<Vec<Coalescing>> {
         let push = changed_push(&scenario, n % 10, &format!("spread {n}")).await?;
         image_pushed(&scenario, &[push]).await?;
     }
-    let builds = builds_started(&scenario);
-    let event = finish_running_builds(&scenario)
-        .await?
-        .context("no build")?;
-    scenario.bench.emulator.clear_requests();
-    build_finished(&scenario, event).await?;
     results.push(Coalescing {
         case: format!("{spread} pushes, one per batch, while a build runs"),
         pushes: spread,
-        builds,
-        follow_ups: builds_started(&scenario),
+        builds: builds_started(&scenario),
+        follow_ups: follow_ups(&scenario).await?,
     });
     Ok(results)
 }
