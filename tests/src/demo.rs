@@ -600,12 +600,49 @@ async fn story(
         summary,
     });
 
-    // 5. The daily schedule on an ordinary day.
+    // 5. What an operator sees now.
+    heading(out, "5. An operator asks for the status")?;
+    finish_refresh(bench, out).await?;
+    emulator.clear_requests();
+    let outcome = functions
+        .invoke(Function::BuildFinished, &json!({"action": "status"}))
+        .await?;
+    let summary = show(out, &outcome)?;
+    let mutating = emulator.mutating_operations();
+    let current = summary["manifest"]["value"].as_array().map_or(0, |images| {
+        images
+            .iter()
+            .filter(|i| i["ecr"]["value"]["state"] == "current")
+            .count()
+    });
+    let published_everywhere = summary["last_image"]["value"]["amis"]
+        .as_array()
+        .is_some_and(|amis| !amis.is_empty() && amis.iter().all(|a| a["in_parameter"] == true));
+    let refresh = text(&summary["refreshes"][0]["value"], "status");
+    report.steps.push(Step {
+        name: "status",
+        function: "build-finished",
+        expected: "every image current, the AMI in SSM, no build running, no change",
+        observed: format!(
+            "{current} of {} images current, AMI {} SSM, build {}, refresh {refresh}, {} mutating calls",
+            images.len(),
+            if published_everywhere { "in" } else { "not in" },
+            if summary["running_build"]["value"].is_null() { "none running" } else { "running" },
+            mutating.len()
+        ),
+        passed: current == images.len()
+            && published_everywhere
+            && summary["running_build"]["value"].is_null()
+            && refresh == "Successful"
+            && mutating.is_empty(),
+        summary,
+    });
+
+    // 6. The daily schedule on an ordinary day.
     heading(
         out,
-        "5. The daily schedule runs on a day that is not patch day",
+        "6. The daily schedule runs on a day that is not patch day",
     )?;
-    finish_refresh(bench, out).await?;
     emulator.clear_requests();
     let outcome = functions
         .invoke(Function::PatchDay, &json!({"source": "schedule"}))
@@ -628,8 +665,8 @@ async fn story(
         summary,
     });
 
-    // 6. An operator's forced dry run.
-    heading(out, "6. An operator forces a rebuild, as a dry run")?;
+    // 7. An operator's forced dry run.
+    heading(out, "7. An operator forces a rebuild, as a dry run")?;
     emulator.clear_requests();
     let outcome = functions
         .invoke(
@@ -664,8 +701,8 @@ async fn story(
         summary,
     });
 
-    // 7. Rollback.
-    heading(out, "7. An operator rolls back")?;
+    // 8. Rollback.
+    heading(out, "8. An operator rolls back")?;
     let outcome = functions
         .invoke(Function::BuildFinished, &json!({"action": "rollback"}))
         .await?;
@@ -686,8 +723,8 @@ async fn story(
         summary,
     });
 
-    // 8. A hostile push.
-    heading(out, "8. A push with a hostile tag arrives")?;
+    // 9. A hostile push.
+    heading(out, "9. A push with a hostile tag arrives")?;
     emulator.clear_requests();
     let hostile = push_event(
         "hostile",

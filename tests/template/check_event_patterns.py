@@ -397,7 +397,7 @@ def check_scenario(check: Check, template_path: Path, label: str, parameters: di
         return next((st for st in policy["Statement"] if st.get("Sid") == sid), None)
 
     repositories = [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{name}" for name in watched]
-    digests = statement(resolver.resolve(resources["WriteComponentPolicy"]["Properties"]["PolicyDocument"]), "ReadWatchedDigests")
+    digests = statement(resolver.resolve(resources["ReadAndBuildPolicy"]["Properties"]["PolicyDocument"]), "ReadWatchedDigests")
     check.expect(
         digests is not None and digests["Resource"] == repositories,
         f"{label}: the functions may describe exactly {repositories}, got {digests and digests['Resource']}",

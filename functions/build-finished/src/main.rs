@@ -1,11 +1,11 @@
 //! The `build-finished` Lambda: "EC2 Image Builder Image State Change" events, or
-//! `{"action":"rollback"}` / `{"action":"republish","image":"…"}` from an operator, in; a JSON
-//! summary out.
+//! `{"action":"rollback"}` / `{"action":"republish","image":"…"}` / `{"action":"status"}` from
+//! an operator, in; a JSON summary (or the status report) out.
 
 use std::time::{Duration, Instant};
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use prepull::build_finished::{FleetSettings, handle};
+use prepull::build_finished::{FleetSettings, invoke};
 use serde_json::Value;
 
 /// Time kept back from the invocation's deadline to report what happened.
@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let now_ms = u64::try_from(common.clock.now().timestamp_millis()).unwrap_or_default();
         let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms))
             .saturating_sub(REPORTING_MARGIN);
-        handle(common, settings, event.payload, Instant::now() + remaining).await
+        invoke(common, settings, event.payload, Instant::now() + remaining).await
     }))
     .await
 }

@@ -30,4 +30,5 @@ pub mod parameter;
 pub mod recipe;
 pub mod refresh;
 pub mod schedule;
+pub mod status;
 pub mod token;

@@ -95,6 +95,8 @@ pub struct RecentRefresh {
     pub id: String,
     pub status: RefreshStatus,
     pub started: Option<DateTime<Utc>>,
+    /// How far it got, as Auto Scaling reports it.
+    pub percentage_complete: Option<i32>,
 }
 
 /// What happened to one group, as the summary reports it.
@@ -217,6 +219,7 @@ mod tests {
             id: id.to_owned(),
             status,
             started: Some(at(started)),
+            percentage_complete: None,
         }
     }
 

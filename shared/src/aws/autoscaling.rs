@@ -37,6 +37,7 @@ pub async fn recent_refreshes(
                     }
                 })?,
                 started: r.start_time().and_then(to_chrono),
+                percentage_complete: r.percentage_complete(),
             })
         })
         .collect()

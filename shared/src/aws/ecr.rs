@@ -51,6 +51,19 @@ pub async fn resolve(
     Ok(resolved)
 }
 
+/// Each image's current digest, several at a time, each with its own result: one failed
+/// lookup does not hide the others (the status report shows them one by one).
+pub async fn current_digests(
+    clients: &AwsClients,
+    images: &[ImageRef],
+) -> Vec<Result<Option<Digest>, PrepullError>> {
+    stream::iter(images)
+        .map(|image| current_digest(clients, image))
+        .buffered(CONCURRENT_LOOKUPS)
+        .collect()
+        .await
+}
+
 /// The digest `image`'s tag points at now; `None` when ECR has no such repository or tag.
 async fn current_digest(
     clients: &AwsClients,

@@ -4,3 +4,4 @@ pub mod build_finished;
 pub mod image_pushed;
 pub mod patch_day;
 pub mod reconcile;
+pub mod status;

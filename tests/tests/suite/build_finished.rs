@@ -12,12 +12,12 @@ use prepull_bench::scenario::{Scenario, push_event, sqs_batch};
 use prepull_bench::seed::PipelineSeed;
 use serde_json::{Value, json};
 
-const GROUPS: [&str; 2] = ["eks-windows-a", "eks-windows-b"];
+pub(super) const GROUPS: [&str; 2] = ["eks-windows-a", "eks-windows-b"];
 
-struct Fleet {
-    s: Scenario,
-    settings: FleetSettings,
-    autoscaling: aws_sdk_autoscaling::Client,
+pub(super) struct Fleet {
+    pub(super) s: Scenario,
+    pub(super) settings: FleetSettings,
+    pub(super) autoscaling: aws_sdk_autoscaling::Client,
 }
 
 fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
@@ -35,7 +35,7 @@ fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
     settings
 }
 
-async fn fleet(in_progress: &str) -> Fleet {
+pub(super) async fn fleet(in_progress: &str) -> Fleet {
     fleet_in(in_progress, &["us-east-1", "eu-west-1"]).await
 }
 
@@ -63,7 +63,7 @@ async fn fleet_in(in_progress: &str, regions: &[&str]) -> Fleet {
 }
 
 /// A push builds an image (through image-pushed); returns its ARN, still BUILDING.
-async fn build(f: &Fleet, content: &str) -> String {
+pub(super) async fn build(f: &Fleet, content: &str) -> String {
     let digest = f.s.push("team/web", "v42", content).await.unwrap();
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let summary = prepull::image_pushed::handle(
@@ -81,7 +81,7 @@ async fn build(f: &Fleet, content: &str) -> String {
     summary.image_build_version_arn.unwrap().to_string()
 }
 
-async fn finished(f: &Fleet, content: &str, status: &str) -> (String, Value) {
+pub(super) async fn finished(f: &Fleet, content: &str, status: &str) -> (String, Value) {
     let image = build(f, content).await;
     let event =
         f.s.bench
@@ -96,7 +96,7 @@ async fn finished(f: &Fleet, content: &str, status: &str) -> (String, Value) {
     (image, event)
 }
 
-async fn run(f: &Fleet, input: Value) -> Summary {
+pub(super) async fn run(f: &Fleet, input: Value) -> Summary {
     handle(
         &f.s.common,
         &f.settings,
@@ -139,7 +139,7 @@ fn mutating(f: &Fleet) -> Vec<String> {
 /// Ends every group's refresh, as the fleet would once it rolled the AMI out.
 /// Ends every group's refresh, as the fleet would once it rolled the AMI out, then waits for
 /// the next whole second (see `prepull_bench::bench::until_next_second`).
-async fn refreshes_succeed(f: &Fleet) {
+pub(super) async fn refreshes_succeed(f: &Fleet) {
     for group in GROUPS {
         f.s.bench
             .emulator
@@ -154,7 +154,7 @@ async fn refreshes_succeed(f: &Fleet) {
 }
 
 /// A build made and published; returns build-finished's summary.
-async fn published(f: &Fleet, content: &str) -> Summary {
+pub(super) async fn published(f: &Fleet, content: &str) -> Summary {
     let (_, event) = finished(f, content, "AVAILABLE").await;
     let summary = run(f, event).await;
     refreshes_succeed(f).await;

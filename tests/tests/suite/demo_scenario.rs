@@ -23,6 +23,7 @@ async fn the_demo_story_passes_every_step_with_the_default_images() {
             "a push while the build runs",
             "the build becomes AVAILABLE",
             "the follow-up build completes",
+            "status",
             "scheduled run, not patch day",
             "forced dry run",
             "rollback",

@@ -15,3 +15,4 @@ mod golden_documents;
 mod image_pushed;
 mod patch_day;
 mod performance;
+mod status;

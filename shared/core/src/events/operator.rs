@@ -89,6 +89,8 @@ pub enum BuildFinishedRequest {
         image_arn: ImageBuilderArn,
         dry_run: bool,
     },
+    /// A read-only report of what is true now.
+    Status,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +103,7 @@ struct OperatorPayload {
 }
 
 /// Reads an "EC2 Image Builder Image State Change" event or an operator's payload
-/// (`{"action":"rollback"}`, `{"action":"republish","image":"…"}`).
+/// (`{"action":"rollback"}`, `{"action":"republish","image":"…"}`, `{"action":"status"}`).
 pub fn read_build_finished_request(input: &Value) -> Result<BuildFinishedRequest, InvalidInput> {
     let invalid = |m: String| InvalidInput(m);
     if input.get("action").is_none() {
@@ -109,7 +111,7 @@ pub fn read_build_finished_request(input: &Value) -> Result<BuildFinishedRequest
     }
     let payload: OperatorPayload = serde_json::from_value(input.clone()).map_err(|e| {
         invalid(format!(
-            "an operator payload is {{\"action\":\"rollback\"}} or {{\"action\":\"republish\",\"image\":\"…\"}}: {e}"
+            "an operator payload is {{\"action\":\"rollback\"}}, {{\"action\":\"republish\",\"image\":\"…\"}} or {{\"action\":\"status\"}}: {e}"
         ))
     })?;
     match (payload.action.as_str(), payload.image) {
@@ -125,8 +127,13 @@ pub fn read_build_finished_request(input: &Value) -> Result<BuildFinishedRequest
             "field `image` is required for republish".to_owned(),
         )),
         ("rollback", Some(_)) => Err(invalid("field `image` is not used by rollback".to_owned())),
+        ("status", None) if !payload.dry_run => Ok(BuildFinishedRequest::Status),
+        ("status", None) => Err(invalid(
+            "field `dry_run` is not used by status, which never changes anything".to_owned(),
+        )),
+        ("status", Some(_)) => Err(invalid("field `image` is not used by status".to_owned())),
         (other, _) => Err(invalid(format!(
-            "field `action` is {}, expected rollback or republish",
+            "field `action` is {}, expected rollback, republish or status",
             quote(other)
         ))),
     }
@@ -207,6 +214,10 @@ mod tests {
             BuildFinishedRequest::Rollback { dry_run: false }
         );
         assert_eq!(
+            read_build_finished_request(&json!({"action": "status"})).unwrap(),
+            BuildFinishedRequest::Status
+        );
+        assert_eq!(
             read_build_finished_request(
                 &json!({"action": "republish", "image": ARN, "dry_run": true})
             )
@@ -233,6 +244,16 @@ mod tests {
             ),
             (json!({"action": "delete-everything"}), "action"),
             (json!({"action": "republish"}), "image"),
+            (json!({"action": "status", "image": ARN}), "image"),
+            (json!({"action": "status", "dry_run": true}), "dry_run"),
+            (
+                json!({"action": "stats"}),
+                "expected rollback, republish or status",
+            ),
+            (
+                json!({"action": "status", "verbose": true}),
+                "unknown field",
+            ),
             (
                 json!({"action": "rollback", "force": true}),
                 "unknown field",

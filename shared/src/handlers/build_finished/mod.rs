@@ -29,6 +29,7 @@ pub use prepull_core::parameter::build_label;
 use crate::aws::imagebuilder::{ImageFacts, get_image, list_builds};
 use crate::common::Common;
 use crate::error::PrepullError;
+use crate::handlers::status::{self, StatusReport};
 use publish::{OtherRegions, Publish, publish_and_refresh};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,14 +96,59 @@ impl Summary {
     }
 }
 
-/// Handles one invocation. `deadline` bounds the wait for a cancelled refresh to end.
+/// What one invocation returns: a summary of what it did, or the status report.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Summary(Box<Summary>),
+    Status(Box<StatusReport>),
+}
+
+/// Handles one invocation, the status request included. `deadline` bounds the wait for a
+/// cancelled refresh to end.
+pub async fn invoke(
+    common: &Common,
+    settings: &FleetSettings,
+    input: Value,
+    deadline: Instant,
+) -> Result<Response, PrepullError> {
+    match read_build_finished_request(&input)? {
+        BuildFinishedRequest::Status => Ok(Response::Status(Box::new(
+            status::report(common, settings, common.clock.now()).await,
+        ))),
+        request => carry_out(common, settings, request, deadline)
+            .await
+            .map(|summary| Response::Summary(Box::new(summary))),
+    }
+}
+
+/// Handles one event or operator request that acts (everything but the status report, which
+/// [`invoke`] answers). `deadline` bounds the wait for a cancelled refresh to end.
 pub async fn handle(
     common: &Common,
     settings: &FleetSettings,
     input: Value,
     deadline: Instant,
 ) -> Result<Summary, PrepullError> {
-    match read_build_finished_request(&input)? {
+    carry_out(
+        common,
+        settings,
+        read_build_finished_request(&input)?,
+        deadline,
+    )
+    .await
+}
+
+async fn carry_out(
+    common: &Common,
+    settings: &FleetSettings,
+    request: BuildFinishedRequest,
+    deadline: Instant,
+) -> Result<Summary, PrepullError> {
+    match request {
+        BuildFinishedRequest::Status => Err(PrepullError::InvalidInput(
+            "{\"action\":\"status\"} returns a status report, not a summary: call build_finished::invoke".to_owned(),
+        )),
         BuildFinishedRequest::StateChange(change) => {
             state_change(common, settings, change, deadline).await
         }
