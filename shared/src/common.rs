@@ -38,13 +38,19 @@ impl Common {
     }
 }
 
-/// Starts a function: JSON logging, then the validated configuration and the clients. A
-/// bad setting is logged and stops init with a message naming the variable.
+/// Starts a function: JSON logging, then the validated configuration and the clients, then
+/// the metrics recorder. A bad setting is logged and stops init with a message naming the
+/// variable.
 pub async fn init() -> Result<Common, PrepullError> {
     init_logging();
-    Common::from_env()
+    let common = Common::from_env()
         .await
-        .inspect_err(|error| tracing::error!(error = %error, "init failed"))
+        .inspect_err(|error| tracing::error!(error = %error, "init failed"))?;
+    crate::metrics::init(
+        &crate::metrics::function_name(),
+        common.config.pipeline.name(),
+    );
+    Ok(common)
 }
 
 /// Checks a function's own settings the way [`init`] checks the common ones: a bad value is

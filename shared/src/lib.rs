@@ -11,6 +11,7 @@ pub mod aws;
 pub mod common;
 pub mod error;
 pub mod handlers;
+pub mod metrics;
 
 pub use common::Common;
 pub use error::PrepullError;

@@ -83,6 +83,8 @@ pub struct Report {
     pub steps: Vec<Step>,
     /// The cache component's document as the last build used it.
     pub document: String,
+    /// Each function's output lines (its JSON logs and its EMF metric lines).
+    pub logs: Vec<(String, Vec<String>)>,
 }
 
 impl Report {
@@ -366,8 +368,9 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
     let mut functions = Functions::start(bench, options.runtime_api, &environment).await?;
     let result = story(bench, &images, &mut functions, out).await;
     let failed = result.as_ref().map_or(true, |(report, _)| !report.passed());
+    let logs = functions.logs();
     if failed || options.show_logs {
-        for (source, lines) in functions.logs() {
+        for (source, lines) in &logs {
             writeln!(out, "\n--- {source} logs ---")?;
             for line in lines {
                 writeln!(out, "{line}")?;
@@ -377,6 +380,7 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
     functions.stop().await;
     let (mut report, component_build_arn) = result?;
     report.document = component_document(&imagebuilder, &component_build_arn).await?;
+    report.logs = logs;
     Ok(report)
 }
 

@@ -15,6 +15,7 @@ pub mod bench;
 pub mod benchmark;
 pub mod cargo_lambda;
 pub mod demo;
+pub mod emf;
 pub mod emulator;
 pub mod fixtures;
 pub mod moto;

@@ -20,7 +20,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let now_ms = u64::try_from(common.clock.now().timestamp_millis()).unwrap_or_default();
         let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms))
             .saturating_sub(REPORTING_MARGIN);
-        invoke(common, settings, event.payload, Instant::now() + remaining).await
+        prepull::metrics::flushed(invoke(
+            common,
+            settings,
+            event.payload,
+            Instant::now() + remaining,
+        ))
+        .await
     }))
     .await
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 async fn main() -> Result<(), lambda_runtime::Error> {
     let common = prepull::common::init().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        prepull::image_pushed::handle(&common, event.payload)
+        prepull::metrics::flushed(prepull::image_pushed::handle(&common, event.payload))
     }))
     .await
 }

@@ -12,13 +12,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let common = &common;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let now = common.clock.now();
-        handle(
+        prepull::metrics::flushed(handle(
             common,
             settings,
             event.payload,
             &event.context.request_id,
             now,
-        )
+        ))
         .await
     }))
     .await

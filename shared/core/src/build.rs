@@ -23,6 +23,9 @@ pub const COMPONENT_VERSION_TAG: &str = "prepull:component-version";
 pub const PARENT_IMAGE_TAG: &str = "prepull:parent-image";
 /// The image tag that carries an operator's reason for a forced build.
 pub const REASON_TAG: &str = "prepull:reason";
+/// The oldest push in the build's manifest that the AMI published before it lacks: where the
+/// push-to-AMI latency starts (see [`crate::metrics::oldest_new_push`]).
+pub const OLDEST_NEW_PUSH_TAG: &str = "prepull:oldest-new-push";
 
 /// An image's status, as Image Builder's `ImageStatus` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,6 +136,8 @@ pub struct BuildSummary {
     pub manifest_hash: Option<String>,
     pub parent_image: Option<String>,
     pub date_created: Option<DateTime<Utc>>,
+    /// The cache component version it was started for (its `prepull:component-version` tag).
+    pub component_version: Option<String>,
 }
 
 /// Whether to start a build.
@@ -465,6 +470,7 @@ mod tests {
             manifest_hash: hash.map(str::to_owned),
             parent_image: None,
             date_created: None,
+            component_version: None,
         }
     }
 
@@ -639,6 +645,7 @@ mod tests {
                     manifest_hash: None,
                     parent_image: None,
                     date_created: None,
+                    component_version: None,
                 })
                 .collect()
         };
@@ -726,6 +733,7 @@ mod tests {
             manifest_hash: None,
             parent_image: None,
             date_created: at(created),
+            component_version: None,
         };
         // The pipeline moved from recipe `old` at 1.0.7 to recipe `new` at 1.0.0.
         let listed = [

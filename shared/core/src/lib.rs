@@ -26,6 +26,7 @@ pub mod document;
 pub mod events;
 pub mod image;
 pub mod manifest;
+pub mod metrics;
 pub mod parameter;
 pub mod recipe;
 pub mod refresh;

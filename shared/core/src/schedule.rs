@@ -251,6 +251,7 @@ mod tests {
                     .unwrap()
                     .with_timezone(&Utc),
             ),
+            component_version: None,
         }
     }
 

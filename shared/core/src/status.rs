@@ -154,6 +154,7 @@ mod tests {
             manifest_hash: Some(hash.to_owned()),
             parent_image: None,
             date_created: None,
+            component_version: None,
         }
     }
 

@@ -7,7 +7,10 @@ use aws_sdk_imagebuilder::types::{
 };
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildStatus, BuildSummary, MANIFEST_TAG, PARENT_IMAGE_TAG};
+use prepull_core::build::{
+    BuildStatus, BuildSummary, COMPONENT_VERSION_TAG, MANIFEST_TAG, OLDEST_NEW_PUSH_TAG,
+    PARENT_IMAGE_TAG,
+};
 use prepull_core::component::{ComponentPlan, ComponentState};
 use prepull_core::document;
 use prepull_core::parameter::DistributedAmi;
@@ -91,6 +94,26 @@ async fn list_build_arns(
         }
     }
     Ok(arns)
+}
+
+/// The manifest of one component version's build whose document hashes to `manifest_hash`
+/// (a version has more than one build only when concurrent writers raced for it); `None` when
+/// no build of the version carries it.
+pub async fn manifest_of_version(
+    client: &Client,
+    version_arn: &ImageBuilderArn,
+    manifest_hash: &str,
+) -> Result<Option<prepull_core::manifest::Manifest>, PrepullError> {
+    let mut builds = list_build_arns(client, version_arn).await?;
+    builds.sort_by_key(ImageBuilderArn::build);
+    for arn in builds.iter().rev() {
+        if let Some((_, manifest)) = read_component(client, arn.as_str()).await?
+            && manifest.hash() == manifest_hash
+        {
+            return Ok(Some(manifest));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads the cache component: its highest version, and every build of that version.
@@ -434,6 +457,10 @@ pub async fn list_builds(
                     .date_created()
                     .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
                     .map(|d| d.with_timezone(&Utc)),
+                component_version: image
+                    .tags()
+                    .and_then(|t| t.get(COMPONENT_VERSION_TAG))
+                    .cloned(),
             });
         }
     }
@@ -470,6 +497,17 @@ pub async fn resolve_component(
     client: &Client,
     arn: &str,
 ) -> Result<Option<(ImageBuilderArn, String)>, PrepullError> {
+    Ok(read_component(client, arn)
+        .await?
+        .map(|(arn, manifest)| (arn, manifest.hash())))
+}
+
+/// The build a component ARN resolves to, and the manifest its document carries; `None` when
+/// nothing matches.
+async fn read_component(
+    client: &Client,
+    arn: &str,
+) -> Result<Option<(ImageBuilderArn, prepull_core::manifest::Manifest)>, PrepullError> {
     let response = match client
         .get_component()
         .component_build_version_arn(arn)
@@ -496,7 +534,7 @@ pub async fn resolve_component(
         .data()
         .ok_or_else(|| missing("GetComponent", "component.data"))?;
     let (manifest, _) = document::read_manifest(data)?;
-    Ok(Some((returned_arn("GetComponent", arn)?, manifest.hash())))
+    Ok(Some((returned_arn("GetComponent", arn)?, manifest)))
 }
 
 /// Cancels a build this run started. The token follows the build, so a retry converges.
@@ -532,6 +570,8 @@ pub struct ImageFacts {
     pub amis: Vec<DistributedAmi>,
     pub manifest_hash: Option<String>,
     pub reason: Option<String>,
+    /// Where the push-to-AMI latency starts (its `prepull:oldest-new-push` tag).
+    pub oldest_new_push: Option<DateTime<Utc>>,
 }
 
 pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFacts, PrepullError> {
@@ -562,5 +602,10 @@ pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFa
             .unwrap_or_default(),
         manifest_hash: image.tags().and_then(|t| t.get(MANIFEST_TAG)).cloned(),
         reason: image.state().and_then(|s| s.reason()).map(str::to_owned),
+        oldest_new_push: image
+            .tags()
+            .and_then(|t| t.get(OLDEST_NEW_PUSH_TAG))
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc)),
     })
 }

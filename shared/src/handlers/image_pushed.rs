@@ -13,8 +13,10 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    Resolve, Visibility, reconcile_and_plan, start_build, visible_with_parent,
+    Resolve, Visibility, latency_tag, reconcile_and_plan, start_build, visible_with_parent,
 };
+use crate::metrics;
+use prepull_core::metrics::Metric;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -117,6 +119,12 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         }
     }
     summary.batch_item_failures = failures.batch_item_failures;
+    metrics::count(
+        Metric::PushesSeen,
+        (pushes.len() + summary.ignored.len() + summary.rejected.len()) as u64,
+    );
+    metrics::count(Metric::PushesIgnored, summary.ignored.len() as u64);
+    metrics::count(Metric::PushesRejected, summary.rejected.len() as u64);
     if pushes.is_empty() {
         summary.outcome = if summary.rejected.is_empty() {
             Outcome::Ignored
@@ -166,19 +174,23 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let version = component.version.clone().unwrap_or_default();
     summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
         BuildDecision::Start { token_prefix, tags } => {
-            let (visibility, parent) = visible_with_parent(
-                common,
-                &view,
-                component.build_arn.as_ref(),
-                &component.manifest_hash,
-            )
-            .await?;
+            let (visible, latency) = tokio::join!(
+                visible_with_parent(
+                    common,
+                    &view,
+                    component.build_arn.as_ref(),
+                    &component.manifest_hash,
+                ),
+                latency_tag(common, &component.manifest, &builds),
+            );
+            let (visibility, parent) = visible?;
             if let Visibility::Superseded(newer) = visibility {
                 tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
                 summary.outcome = Outcome::Superseded;
                 summary.superseded_by = Some(newer);
                 return Ok(summary);
             }
+            let tags = tags.into_iter().chain(latency).collect();
             let (token, tags) =
                 build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
             match start_build(common, &token, &tags, &builds).await? {
@@ -205,6 +217,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
             if same_manifest {
                 Outcome::UpToDate
             } else {
+                metrics::count(Metric::BuildsQueued, 1);
                 Outcome::QueuedBehindRunningBuild
             }
         }

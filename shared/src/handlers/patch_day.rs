@@ -19,8 +19,10 @@ use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
     ComponentOutcome, Resolve, Visibility, await_component_visible, current_parent_image,
-    reconcile_and_plan, start_build,
+    latency_tag, reconcile_and_plan, start_build,
 };
+use crate::metrics;
+use prepull_core::metrics::Metric;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -118,7 +120,7 @@ pub async fn handle(
         .map(|c| c.name)
         .collect();
     let mut running = running_build(&builds).map(|b| b.arn.clone());
-    let build = schedule::plan_build(&BuildInputs {
+    let mut build = schedule::plan_build(&BuildInputs {
         now,
         reasons: &reasons,
         running: running.is_some(),
@@ -128,11 +130,22 @@ pub async fn handle(
         component_version: component.version.as_deref().unwrap_or_default(),
         parent_now: parent_now.as_deref(),
     });
+    // Computed for a dry run too: its plan shows the tags the real run sends.
+    if let Some(build) = &mut build {
+        build
+            .tags
+            .extend(latency_tag(common, &component.manifest, &builds).await);
+    }
     let mut outcome = match (&running, &build) {
         (Some(_), _) => Outcome::BuildRunning,
         (None, Some(_)) => Outcome::BuildStarted,
         (None, None) => Outcome::UpToDate,
     };
+    if !request.dry_run && outcome == Outcome::BuildRunning && !reasons.is_empty() {
+        // A build is due while another runs: build-finished's follow-up takes the change
+        // only if the manifest moved; the rest waits for the next run.
+        metrics::count(Metric::BuildsQueued, 1);
+    }
     let mut image_build_version_arn = None;
     let mut earlier_build_status = None;
     if !request.dry_run

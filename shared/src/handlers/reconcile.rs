@@ -5,7 +5,8 @@
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{
-    BuildSummary, StartedBuild, started_build, unlisted_predecessors, yields_to,
+    BuildSummary, OLDEST_NEW_PUSH_TAG, StartedBuild, newest_available, started_build,
+    unlisted_predecessors, yields_to,
 };
 use prepull_core::component::{self, ComponentPlan, Resolution};
 use prepull_core::events::ecr::Push;
@@ -18,6 +19,8 @@ use crate::aws::imagebuilder::{self, ComponentWrite, PipelineView};
 use crate::aws::{ecr, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
+use crate::metrics;
+use prepull_core::metrics::Metric;
 
 /// How many times a concurrent writer may take the version this run wanted before it gives
 /// up and lets the invocation be retried.
@@ -154,6 +157,7 @@ pub async fn reconcile_component(
         match imagebuilder::create_component(client, &config.component_name, &component).await? {
             ComponentWrite::Created(arn) if component::written_first(&arn) => {
                 tracing::info!(version = %component.version, arn = %arn, "cache component version created");
+                metrics::count(Metric::ComponentVersionsWritten, 1);
                 return Ok(outcome(
                     Some(component.version.clone()),
                     Some(arn),
@@ -234,6 +238,62 @@ pub async fn visible_with_parent(
     };
     let (visibility, parent) = tokio::join!(visible, current_parent_image(common, view));
     Ok((visibility?, parent?))
+}
+
+/// The `prepull:oldest-new-push` tag for a build of `manifest`: the oldest push among its
+/// images that the newest AVAILABLE build's manifest lacks (see
+/// [`prepull_core::metrics::oldest_new_push`]). build-finished measures the push-to-AMI latency
+/// from it when it publishes the AMI. Only a metric depends on it, so a failed read of the
+/// earlier manifest is logged and the build goes ahead without the tag.
+pub async fn latency_tag(
+    common: &Common,
+    manifest: &Manifest,
+    builds: &[BuildSummary],
+) -> Option<(String, String)> {
+    let previous = match newest_available(builds) {
+        None => None,
+        Some((_, build)) => match published_manifest(common, build).await {
+            Ok(Some(previous)) => Some(previous),
+            Ok(None) => {
+                tracing::warn!(image = %build.arn, "the last AVAILABLE image's manifest is not found; the build carries no push-to-AMI latency tag");
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(image = %build.arn, error = %error, "the last AVAILABLE image's manifest could not be read; the build carries no push-to-AMI latency tag");
+                return None;
+            }
+        },
+    };
+    prepull_core::metrics::oldest_new_push(manifest, previous.as_ref()).map(|at| {
+        (
+            OLDEST_NEW_PUSH_TAG.to_owned(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+    })
+}
+
+/// The manifest an image was built from: its component version's build with the image's
+/// manifest hash.
+async fn published_manifest(
+    common: &Common,
+    build: &BuildSummary,
+) -> Result<Option<Manifest>, PrepullError> {
+    let (Some(version), Some(hash)) = (&build.component_version, &build.manifest_hash) else {
+        return Ok(None);
+    };
+    let pipeline = &common.config.pipeline;
+    let version_arn = ImageBuilderArn::parse(&format!(
+        "arn:{}:imagebuilder:{}:{}:component/{}/{version}",
+        pipeline.partition(),
+        pipeline.region(),
+        pipeline.account(),
+        common.config.component_name.to_lowercase()
+    ))
+    .map_err(|e| PrepullError::Unexpected {
+        what: "the prepull:component-version tag",
+        detail: e.to_string(),
+    })?;
+    imagebuilder::manifest_of_version(common.clients.imagebuilder(), &version_arn, hash).await
 }
 
 /// What the recipe's wildcard resolves to, as far as a start is concerned.
@@ -376,6 +436,14 @@ pub async fn start_build(
             };
         }
     }
+    metrics::count(
+        match &started {
+            StartedBuild::New { .. } => Metric::BuildsStarted,
+            StartedBuild::Earlier { .. } => Metric::BuildsAlreadyAttempted,
+            StartedBuild::Yielded { .. } => Metric::BuildsQueued,
+        },
+        1,
+    );
     match &started {
         StartedBuild::New { arn } => tracing::info!(image = %arn, "pipeline build started"),
         StartedBuild::Earlier { arn, status } => tracing::warn!(

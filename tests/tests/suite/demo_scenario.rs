@@ -1,8 +1,14 @@
 //! The demo's story (`make demo`) as a test: the three real function binaries under the local
 //! Runtime API, against the bench. `cargo test --workspace` builds the binaries first.
 
+use std::collections::BTreeMap;
+
+use prepull::core::metrics::{
+    FUNCTION_DIMENSION, Metric, NAMESPACE, PIPELINE_DIMENSION, REGION_DIMENSION,
+};
 use prepull_bench::bench::Bench;
 use prepull_bench::demo::{self, Options, Report};
+use prepull_bench::emf;
 
 async fn run(options: &Options) -> (Report, String) {
     let bench = Bench::start().await.unwrap();
@@ -47,6 +53,89 @@ async fn the_demo_story_passes_every_step_with_the_default_images() {
         );
     }
     assert!(report.document.contains("# prepull-runtime: containerd"));
+    assert_metrics(&report);
+}
+
+/// The functions' EMF lines parse as CloudWatch reads them, carry the function and pipeline
+/// dimensions, and count what the story did.
+fn assert_metrics(report: &Report) {
+    let mut totals: BTreeMap<(String, &str), f64> = BTreeMap::new();
+    let mut latencies = Vec::new();
+    let mut lines = 0;
+    for (function, output) in &report.logs {
+        for line in output.iter().filter(|l| emf::is_emf(l)) {
+            lines += 1;
+            let data = emf::read_line(line).unwrap_or_else(|e| panic!("{e:#}: {line}"));
+            for datum in data {
+                let metric = Metric::ALL
+                    .into_iter()
+                    .find(|m| m.name() == datum.name)
+                    .unwrap_or_else(|| panic!("an unknown metric: {line}"));
+                assert_eq!(datum.namespace, NAMESPACE);
+                assert_eq!(
+                    datum.unit.as_deref(),
+                    Some(metric.unit().as_str()),
+                    "{line}"
+                );
+                let dimensions = &datum.dimensions[0];
+                assert_eq!(dimensions[FUNCTION_DIMENSION], *function, "{line}");
+                assert_eq!(dimensions[PIPELINE_DIMENSION], "prepull-windows-cache");
+                assert_eq!(
+                    dimensions.contains_key(REGION_DIMENSION),
+                    metric == Metric::Publishes,
+                    "only publishes are per region: {line}"
+                );
+                if metric == Metric::PushToAmiLatency {
+                    latencies.extend(datum.values.iter().copied());
+                }
+                *totals.entry((function.clone(), metric.name())).or_default() +=
+                    datum.values.iter().sum::<f64>();
+            }
+        }
+    }
+    assert!(lines > 0, "the functions wrote EMF lines");
+    let total = |function: &str, metric: Metric| {
+        totals
+            .get(&(function.to_owned(), metric.name()))
+            .copied()
+            .unwrap_or_default()
+    };
+    let expected = [
+        // Steps 1, 2 and 9: two pushes in a burst, one during the build, one hostile.
+        ("image-pushed", Metric::PushesSeen, 4.0),
+        ("image-pushed", Metric::PushesRejected, 1.0),
+        ("image-pushed", Metric::PushesIgnored, 0.0),
+        ("image-pushed", Metric::ComponentVersionsWritten, 2.0),
+        ("image-pushed", Metric::BuildsStarted, 1.0),
+        ("image-pushed", Metric::BuildsQueued, 1.0),
+        // Steps 3, 4 and 8: two builds end AVAILABLE, the second is the first's follow-up;
+        // each publish and the rollback write the parameter and start a refresh.
+        ("build-finished", Metric::BuildsSucceeded, 2.0),
+        ("build-finished", Metric::BuildsStarted, 1.0),
+        ("build-finished", Metric::Publishes, 3.0),
+        ("build-finished", Metric::RefreshesStarted, 3.0),
+        ("build-finished", Metric::RefreshesFailed, 0.0),
+        // Steps 6 and 7: an ordinary day and a dry run change nothing.
+        ("patch-day", Metric::BuildsStarted, 0.0),
+        ("patch-day", Metric::ComponentVersionsWritten, 0.0),
+    ];
+    for (function, metric, count) in expected {
+        assert!(
+            (total(function, metric) - count).abs() < f64::EPSILON,
+            "{function} {}: {} (expected {count}); all: {totals:?}",
+            metric.name(),
+            total(function, metric)
+        );
+    }
+    assert_eq!(
+        latencies.len(),
+        2,
+        "both builds' publishes measure push to AMI: {latencies:?}"
+    );
+    assert!(
+        latencies.iter().all(|s| (0.0..600.0).contains(s)),
+        "seconds from the pushes minutes ago: {latencies:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

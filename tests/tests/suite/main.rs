@@ -9,6 +9,7 @@
 
 mod awstoe_documents;
 mod build_finished;
+mod dashboard;
 mod demo_scenario;
 mod fixtures;
 mod golden_documents;

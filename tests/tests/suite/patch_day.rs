@@ -152,6 +152,11 @@ async fn a_lost_push_is_found_and_built_by_the_scheduled_run() {
         start["tags"]["prepull:parent-image"], "ami-0aaaaaaaaaaaaaaa1",
         "the parent's value is recorded"
     );
+    assert_eq!(
+        start["tags"]["prepull:oldest-new-push"], "2026-12-02T06:00:00Z",
+        "the push-to-AMI latency starts when the lost push was found: the other image was \
+         published already"
+    );
 }
 
 #[tokio::test]
@@ -215,6 +220,11 @@ async fn patch_day_builds_once_however_often_the_schedule_runs() {
     );
     assert_eq!(start_calls(&s).len(), 1);
     assert_eq!(start_calls(&s)[0]["tags"]["prepull:trigger"], "patch-day");
+    assert_eq!(
+        start_calls(&s)[0]["tags"].get("prepull:oldest-new-push"),
+        None,
+        "a rebuild of the published images brings no push: no push-to-AMI latency"
+    );
 }
 
 #[tokio::test]

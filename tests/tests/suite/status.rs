@@ -220,3 +220,33 @@ async fn a_new_install_reports_nothing_built_yet() {
         assert_eq!(refresh["value"], Value::Null);
     }
 }
+
+#[tokio::test]
+async fn a_build_carries_the_oldest_push_its_ami_brings_for_the_push_to_ami_latency() {
+    let f = fleet("replace").await;
+    published(&f, "web 1").await;
+    f.s.bench.emulator.clear_requests();
+    build(&f, "web 2").await;
+    let starts: Vec<Value> =
+        f.s.bench
+            .emulator
+            .requests_of("StartImagePipelineExecution")
+            .into_iter()
+            .filter(|r| r.succeeded())
+            .map(|r| r.params)
+            .collect();
+    assert_eq!(starts.len(), 1);
+    let tag = starts[0]["tags"]["prepull:oldest-new-push"]
+        .as_str()
+        .expect("the build is tagged");
+    let report = status(&f).await;
+    let pushed_at = report["manifest"]["value"][0]["pushed_at"]
+        .as_str()
+        .unwrap();
+    let parse = |at: &str| chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    assert_eq!(
+        parse(tag),
+        parse(pushed_at),
+        "the push of web 2, which the published AMI lacks"
+    );
+}

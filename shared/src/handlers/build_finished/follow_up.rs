@@ -5,7 +5,7 @@ use prepull_core::build::{BuildToken, FollowUp, FollowUpPlan, build_request, dec
 use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::reconcile::{Visibility, start_build, visible_with_parent};
+use crate::handlers::reconcile::{Visibility, latency_tag, start_build, visible_with_parent};
 
 /// Reads the component and the pipeline's builds, and starts the follow-up if one is due.
 pub(super) async fn follow_up(
@@ -29,13 +29,16 @@ pub(super) async fn follow_up(
         FollowUpPlan::Done(follow_up) => Ok(follow_up),
         FollowUpPlan::Start { token_prefix, tags } => {
             let view = imagebuilder::read_pipeline(client, pipeline).await?;
-            let (visibility, parent) =
-                visible_with_parent(common, &view, state.latest_build_arn.as_ref(), &latest)
-                    .await?;
+            let (visible, latency) = tokio::join!(
+                visible_with_parent(common, &view, state.latest_build_arn.as_ref(), &latest),
+                latency_tag(common, &state.latest_manifest, &builds),
+            );
+            let (visibility, parent) = visible?;
             if let Visibility::Superseded(newer) = visibility {
                 tracing::info!(newer = %newer, "a newer component version appeared; its writer builds it");
                 return Ok(FollowUp::NotNeeded);
             }
+            let tags = tags.into_iter().chain(latency).collect();
             let (token, tags) =
                 build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
             Ok(start_build(common, &token, &tags, &builds).await?.into())

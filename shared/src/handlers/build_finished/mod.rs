@@ -231,6 +231,7 @@ async fn republish(
         other_regions: OtherRegions::FailTheRun,
         dry_run,
         deadline,
+        latency_from: image.oldest_new_push,
     };
     publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
     finish(summary)
@@ -272,6 +273,9 @@ async fn state_change(
         ));
         return Ok(summary);
     }
+    if let Some(metric) = prepull_core::metrics::for_finished_build(status) {
+        crate::metrics::count(metric, 1);
+    }
     let newer = if status == BuildStatus::Available {
         let builds = list_builds(
             common.clients.imagebuilder(),
@@ -298,6 +302,7 @@ async fn state_change(
             other_regions: OtherRegions::FailTheRun,
             dry_run: false,
             deadline,
+            latency_from: image.oldest_new_push,
         };
         publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
         summary.outcome = published_outcome(&summary.parameters);

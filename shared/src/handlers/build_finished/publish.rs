@@ -15,6 +15,8 @@ use super::{ParameterUpdate, Summary};
 use crate::aws::ssm;
 use crate::common::Common;
 use crate::error::PrepullError;
+use crate::metrics;
+use prepull_core::metrics::Metric;
 
 /// What a failure outside the home region does: a publish fails the invocation (Lambda
 /// retries it whole); a rollback records it and still rolls the home region back, which is
@@ -35,6 +37,9 @@ pub(super) struct Publish<'a> {
     pub dry_run: bool,
     /// Bounds the wait for a cancelled refresh to end.
     pub deadline: Instant,
+    /// Where the push-to-AMI latency starts, recorded when the home region takes the AMI: the
+    /// build's `prepull:oldest-new-push` tag (none for a rollback).
+    pub latency_from: Option<DateTime<Utc>>,
 }
 
 /// Writes one region's AMI to the parameter and labels it; returns what it did and when the
@@ -98,6 +103,7 @@ async fn publish_in_region(
                     version,
                 });
             }
+            metrics::count_in_region(Metric::Publishes, &target.region);
             Some(version)
         }
     };
@@ -143,6 +149,16 @@ pub(super) async fn publish_and_refresh(
             Ok((update, at)) => {
                 if target.region == home {
                     published_at = at;
+                    if let (Some(since), Some(at), true) = (
+                        publish.latency_from,
+                        at,
+                        prepull_core::metrics::is_publish(update.action),
+                    ) {
+                        metrics::record(
+                            Metric::PushToAmiLatency,
+                            prepull_core::metrics::latency_seconds(since, at),
+                        );
+                    }
                 }
                 summary.parameters.push(update);
             }
@@ -180,6 +196,9 @@ pub(super) async fn publish_and_refresh(
             publish.deadline,
         )
         .await;
+        if let Some(metric) = prepull_core::metrics::for_refresh(outcome.outcome) {
+            metrics::count(metric, 1);
+        }
         summary.refreshes.push(outcome);
     }
     Ok(())

@@ -57,6 +57,7 @@ pub(super) async fn rollback(
         other_regions: OtherRegions::RecordFailures,
         dry_run,
         deadline,
+        latency_from: None,
     };
     publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
     finish(summary)
