@@ -409,6 +409,34 @@ def check_scenario(check: Check, template_path: Path, label: str, parameters: di
             pulls is not None and pulls["Resource"] == repositories,
             f"{label}: the build instance may pull exactly {repositories}, got {pulls and pulls['Resource']}",
         )
+    # AWS advises a reserved concurrency no lower than the SQS event source's MaximumConcurrency
+    # ("Configuring scaling behavior for SQS event source mappings"): below it, received
+    # batches are throttled back to the queue and count toward maxReceiveCount.
+    function = resolver.resolve(resources["ImagePushedFunction"]["Properties"])
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        mapping = resolver.resolve(resource["Properties"])
+        maximum = mapping.get("ScalingConfig", {}).get("MaximumConcurrency")
+        reserved = function.get("ReservedConcurrentExecutions")
+        check.expect(
+            maximum is not None and (reserved is None or int(reserved) >= int(maximum)),
+            f"{label}: image-pushed reserves {reserved}, below its queue's MaximumConcurrency {maximum}",
+        )
+    # An existing pipeline's execution role is passable exactly when it is given.
+    write = resolver.resolve(resources["WriteComponentPolicy"]["Properties"]["PolicyDocument"])
+    passing = statement(write, "PassPipelineExecutionRole")
+    role = resolver.values.get("ExistingPipelineExecutionRoleArn", "")
+    if existing and role:
+        check.expect(
+            passing is not None
+            and passing["Action"] == "iam:PassRole"
+            and passing["Resource"] == role
+            and passing["Condition"] == {"StringEquals": {"iam:PassedToService": "imagebuilder.amazonaws.com"}},
+            f"{label}: the functions may pass {role} to Image Builder only, got {passing}",
+        )
+    else:
+        check.expect(passing is None, f"{label}: no role is passable without ExistingPipelineExecutionRoleArn, got {passing}")
     groups = [name for name in resolver.values["AsgNames"].split(",") if name]
     policy = resolver.resolve(resources["BuildFinishedRole"]["Properties"]["Policies"][0]["PolicyDocument"])
     refresh = statement(policy, "RefreshNamedGroups")
@@ -441,6 +469,7 @@ def main() -> int:
             "WatchedImages": "team/api:v7,team/web:v42,210987654321.dkr.ecr.eu-west-1.amazonaws.com/sidecar/fluent-bit:3.1-ltsc2022",
             "OtherRepositoryArns": "arn:aws:ecr:eu-west-1:210987654321:repository/sidecar/fluent-bit",
             "ExistingPipelineArn": f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}:image-pipeline/prepull-windows-cache",
+            "ExistingPipelineExecutionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/ImageBuilderExecution",
             "AsgNames": "eks-windows-a,eks-windows-b",
             "DistributionRegions": "eu-west-1,us-west-2",
         },

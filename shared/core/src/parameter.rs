@@ -289,6 +289,30 @@ pub fn home_last(home: &str, previous: &str, amis: Vec<RegionalAmi>) -> Option<V
     Some(ordered)
 }
 
+/// The value a rollback goes back from: the current value for a new rollback; for a rollback
+/// being finished, the newest different value before the rollback's own version.
+pub fn rolled_back_from(history: &[ParameterVersion], choice: &RollbackChoice) -> Option<String> {
+    match choice {
+        RollbackChoice::Back { current, .. } => Some(current.clone()),
+        RollbackChoice::Finish { version, value, .. } => history
+            .iter()
+            .rev()
+            .filter(|v| v.version < *version)
+            .find(|v| v.value != *value)
+            .map(|v| v.value.clone()),
+    }
+}
+
+/// The regions the rolled-back build reached and the restored one did not: a rollback writes
+/// none of them, so their parameter keeps the rolled-back AMI.
+pub fn left_behind(rolled_back: &[RegionalAmi], restored: &[RegionalAmi]) -> Vec<RegionalAmi> {
+    rolled_back
+        .iter()
+        .filter(|bad| !restored.iter().any(|r| r.region == bad.region))
+        .cloned()
+        .collect()
+}
+
 /// Whether an image whose label already sits on an older parameter version is published
 /// again: an operator's republish or rollback does; a late or repeated event does not, so it
 /// cannot put back an AMI a newer build replaced.
@@ -366,6 +390,63 @@ mod tests {
             value: value.to_owned(),
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
             description: description.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_rollback_knows_what_it_goes_back_from_and_what_stays_behind() {
+        let history = [
+            version(1, "ami-a", &["image-r-1.0.0-1"], ""),
+            version(2, "ami-b", &["image-r-1.0.1-1"], ""),
+            version(
+                3,
+                "ami-a",
+                &["rollback-from-v2"],
+                "prepull rollback: rollback-from-v2",
+            ),
+        ];
+        let back = RollbackChoice::Back {
+            from_version: 2,
+            current: "ami-b".to_owned(),
+            previous: "ami-a".to_owned(),
+            label: "rollback-from-v2".to_owned(),
+        };
+        let finish = RollbackChoice::Finish {
+            label: "rollback-from-v2".to_owned(),
+            version: 3,
+            value: "ami-a".to_owned(),
+        };
+        assert_eq!(
+            rolled_back_from(&history[..2], &back).as_deref(),
+            Some("ami-b")
+        );
+        assert_eq!(
+            rolled_back_from(&history, &finish).as_deref(),
+            Some("ami-b")
+        );
+        assert_eq!(rolled_back_from(&history[2..], &finish), None);
+
+        let amis = |pairs: &[(&str, &str)]| -> Vec<RegionalAmi> {
+            pairs
+                .iter()
+                .map(|(r, a)| RegionalAmi::new(*r, *a))
+                .collect()
+        };
+        let table = [
+            (
+                amis(&[("eu-west-1", "ami-b2"), ("us-east-1", "ami-b")]),
+                amis(&[("us-east-1", "ami-a")]),
+                amis(&[("eu-west-1", "ami-b2")]),
+            ),
+            (
+                amis(&[("us-east-1", "ami-b")]),
+                amis(&[("eu-west-1", "ami-a2"), ("us-east-1", "ami-a")]),
+                amis(&[]),
+            ),
+            (amis(&[]), amis(&[("us-east-1", "ami-a")]), amis(&[])),
+        ];
+        for (rolled_back, restored, expected) in table {
+            assert_eq!(left_behind(&rolled_back, &restored), expected);
         }
     }
 

@@ -2,6 +2,7 @@
 //! recipe's `ssm:` parent image.
 
 use aws_sdk_ssm::Client;
+use aws_sdk_ssm::operation::label_parameter_version::LabelParameterVersionError;
 use aws_sdk_ssm::types::ParameterType;
 use chrono::{DateTime, Utc};
 use prepull_core::parameter::{ParameterVersion, version_to_release};
@@ -122,23 +123,44 @@ pub async fn written(
     }
 }
 
-/// Puts `label` on `version`. SSM reports a refused label in the response, not as an error.
+/// What a label request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labelled {
+    /// The label is on the version (moved there if another version had it).
+    Attached,
+    /// The version already holds SSM's ten labels ("A version of a parameter can have a
+    /// maximum of 10 labels", `LabelParameterVersion`, SSM API Reference); nothing changed.
+    VersionFull,
+}
+
+/// Puts `label` on `version`. SSM reports a refused label in the response, not as an error;
+/// a version at the ten-label limit is reported as [`Labelled::VersionFull`].
 pub async fn label(
     client: &Client,
     parameter: &str,
     version: i64,
     label: &str,
-) -> Result<(), PrepullError> {
-    let labelled = client
+) -> Result<Labelled, PrepullError> {
+    let labelled = match client
         .label_parameter_version()
         .name(parameter)
         .parameter_version(version)
         .labels(label)
         .send()
         .await
-        .map_err(|e| aws_error("LabelParameterVersion", e))?;
+    {
+        Ok(labelled) => labelled,
+        Err(error)
+            if error.as_service_error().is_some_and(
+                LabelParameterVersionError::is_parameter_version_label_limit_exceeded,
+            ) =>
+        {
+            return Ok(Labelled::VersionFull);
+        }
+        Err(error) => return Err(aws_error("LabelParameterVersion", error)),
+    };
     if labelled.invalid_labels().is_empty() {
-        Ok(())
+        Ok(Labelled::Attached)
     } else {
         Err(PrepullError::Unexpected {
             what: "LabelParameterVersion",

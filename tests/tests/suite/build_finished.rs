@@ -908,6 +908,141 @@ async fn republish_dry_run_makes_no_mutating_call() {
     );
 }
 
+/// A build that reached more regions than the one before it: a rollback restores the home
+/// region and every region the earlier build reached, and reports the rest.
+#[tokio::test]
+async fn a_rollback_reports_the_regions_that_keep_the_rolled_back_ami() {
+    let f = fleet_in("replace", &["us-east-1"]).await;
+    let first = published(&f, "web 1").await;
+    let first_ami = ami_in(&first, "us-east-1").to_owned();
+    // The pipeline starts distributing to eu-west-1 too.
+    let client = &f.s.imagebuilder;
+    let wider = client
+        .create_distribution_configuration()
+        .name("wider-distribution")
+        .distributions(
+            aws_sdk_imagebuilder::types::Distribution::builder()
+                .region("us-east-1")
+                .build()
+                .unwrap(),
+        )
+        .distributions(
+            aws_sdk_imagebuilder::types::Distribution::builder()
+                .region("eu-west-1")
+                .build()
+                .unwrap(),
+        )
+        .client_token("wider")
+        .send()
+        .await
+        .unwrap();
+    let pipeline = client
+        .get_image_pipeline()
+        .image_pipeline_arn(&f.s.pipeline.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_pipeline
+        .unwrap();
+    client
+        .update_image_pipeline()
+        .image_pipeline_arn(&f.s.pipeline.pipeline_arn)
+        .set_image_recipe_arn(pipeline.image_recipe_arn().map(str::to_owned))
+        .set_infrastructure_configuration_arn(
+            pipeline
+                .infrastructure_configuration_arn()
+                .map(str::to_owned),
+        )
+        .set_distribution_configuration_arn(
+            wider.distribution_configuration_arn().map(str::to_owned),
+        )
+        .client_token("wider")
+        .send()
+        .await
+        .unwrap();
+    let second = published(&f, "web 2").await;
+    assert_eq!(actions(&second).len(), 2, "{:?}", actions(&second));
+    let bad_in_europe = ami_in(&second, "eu-west-1").to_owned();
+
+    let rollback = run(&f, json!({"action": "rollback"})).await;
+    assert_eq!(rollback.outcome, Outcome::RolledBack);
+    assert_eq!(actions(&rollback), [("us-east-1", "written")]);
+    assert_eq!(ami_in(&rollback, "us-east-1"), first_ami);
+    let left: Vec<(&str, &str)> = rollback
+        .not_rolled_back
+        .iter()
+        .map(|r| (r.region.as_str(), r.ami.as_str()))
+        .collect();
+    assert_eq!(left, [("eu-west-1", bad_in_europe.as_str())]);
+    assert_eq!(
+        parameter_in(&f, "eu-west-1").await.value.unwrap(),
+        bad_in_europe,
+        "the rollback wrote no region the earlier build never reached"
+    );
+}
+
+/// SSM allows ten labels on a version ("A version of a parameter can have a maximum of 10
+/// labels", LabelParameterVersion): a republish onto a full version publishes all the same.
+#[tokio::test]
+async fn a_version_at_ssms_ten_labels_is_published_onto_without_exceeding_them() {
+    let f = fleet_in("replace", &["us-east-1"]).await;
+    let first = published(&f, "web 1").await;
+    let image = first.image.clone().unwrap().to_string();
+    let label = prepull::build_finished::build_label(&image);
+    let ami = parameter_in(&f, "us-east-1").await.value.unwrap();
+    // An operator wrote the same AMI again and labelled that version ten times.
+    let ssm = aws_sdk_ssm::Client::new(&f.s.bench.sdk_config().await);
+    ssm.put_parameter()
+        .name("/prepull/ami-id")
+        .value(&ami)
+        .data_type("aws:ec2:image")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let ten: Vec<String> = (1..=10).map(|n| format!("ops-{n}")).collect();
+    ssm.label_parameter_version()
+        .name("/prepull/ami-id")
+        .parameter_version(2)
+        .set_labels(Some(ten.clone()))
+        .send()
+        .await
+        .unwrap();
+    f.s.bench.emulator.clear_requests();
+
+    let summary = run(&f, json!({"action": "republish", "image": image})).await;
+    assert_eq!(summary.outcome, Outcome::Republished);
+    let region = &summary.parameters[0];
+    assert_eq!(
+        (region.action.as_str(), region.version),
+        ("already-current", Some(2))
+    );
+    let note = region.note.as_deref().unwrap();
+    assert!(
+        note.contains("10 labels") && note.contains("stays on version 1"),
+        "{note}"
+    );
+    assert!(
+        !mutating(&f).contains(&"PutParameter".to_owned()),
+        "{:?}",
+        mutating(&f)
+    );
+    let history = ssm
+        .get_parameter_history()
+        .name("/prepull/ami-id")
+        .send()
+        .await
+        .unwrap();
+    let labels: Vec<Vec<String>> = history
+        .parameters()
+        .iter()
+        .map(|v| v.labels().to_vec())
+        .collect();
+    assert_eq!(labels, [vec![label], ten], "nothing exceeds ten labels");
+    assert_eq!(refresh_outcomes(&summary), ["started", "started"]);
+}
+
 #[tokio::test]
 async fn throttling_and_5xx_on_put_parameter_and_start_instance_refresh_are_retried() {
     let f = fleet("replace").await;

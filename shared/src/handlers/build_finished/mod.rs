@@ -55,6 +55,9 @@ pub struct ParameterUpdate {
     pub label: Option<String>,
     /// Why a `failed` region was not written.
     pub error: Option<String>,
+    /// Something worth knowing about a region that was published: a label that could not be
+    /// moved to the version holding the AMI.
+    pub note: Option<String>,
 }
 
 /// What happened to one Auto Scaling group.
@@ -80,6 +83,10 @@ pub struct Summary {
     /// `started <arn>`, `running <arn>`, `not-needed`, `already-attempted <arn> (<status>)` when
     /// the same follow-up was requested before and failed, or absent when not checked.
     pub follow_up: Option<FollowUp>,
+    /// After a rollback: the regions the rolled-back build reached and the restored build did
+    /// not. Their parameter keeps the rolled-back AMI (republish a build that reached them, or
+    /// write them by hand).
+    pub not_rolled_back: Vec<RegionalAmi>,
 }
 
 impl Summary {
@@ -92,6 +99,7 @@ impl Summary {
             parameters: Vec::new(),
             refreshes: Vec::new(),
             follow_up: None,
+            not_rolled_back: Vec::new(),
         }
     }
 }

@@ -110,10 +110,21 @@ async fn publish_in_region(
     if let PublishStep::Superseded { .. } = step {
         tracing::warn!(region = %target.region, ami = %target.ami, "this build was published before and has since been replaced; not publishing it again");
     }
+    let mut note = None;
     if let (Some(label), Some(holding)) = (publish.label, version)
         && needs_label(step, version, labelled_version, publish.dry_run)
+        && ssm::label(&client, parameter, holding, label).await? == ssm::Labelled::VersionFull
     {
-        ssm::label(&client, parameter, holding, label).await?;
+        // Only a version that already held the AMI can be full (a new one has no label yet):
+        // the label stays where it was, and the AMI is published all the same.
+        let stays = labelled_version.map_or_else(
+            || "is on no version".to_owned(),
+            |v| format!("stays on version {v}"),
+        );
+        tracing::warn!(region = %target.region, version = holding, label, "the version holding the AMI already has SSM's 10 labels; the label was not moved");
+        note = Some(format!(
+            "version {holding} already holds SSM's 10 labels, so {label} {stays}"
+        ));
     }
     let published_at = match step {
         PublishStep::Write => written_at,
@@ -129,6 +140,7 @@ async fn publish_in_region(
         version,
         label: publish.label.map(str::to_owned),
         error: None,
+        note,
     };
     Ok((update, published_at))
 }
@@ -174,6 +186,7 @@ pub(super) async fn publish_and_refresh(
                     version: None,
                     label: publish.label.map(str::to_owned),
                     error: Some(error.to_string()),
+                    note: None,
                 });
             }
             Err(error) => return Err(error),
