@@ -584,7 +584,16 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
     )
     .await?;
     expect_outcome(&answer, "build-started")?;
-    record("changed push", ops, CHANGED_PUSH_FLOOR, CHANGED_PUSH_EXTRA);
+    // Every other watched image's pin is confirmed before the build.
+    let changed_extra: Vec<&str> = CHANGED_PUSH_EXTRA
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(
+            CONFIRM_DIGEST,
+            WATCHED_REPOSITORIES - 1,
+        ))
+        .collect();
+    record("changed push", ops, CHANGED_PUSH_FLOOR, &changed_extra);
 
     let (answer, ops) = counted(&scenario, image_pushed(&scenario, &[push])).await?;
     anyhow::ensure!(
@@ -668,6 +677,7 @@ const YIELD: &str = "ListImagePipelineImages after the start finds a build anoth
 const LATENCY_VERSIONS: &str = "ListComponentBuildVersions finds the component build of the AMI published now, whose manifest the new build is compared with (the `prepull:oldest-new-push` tag, where the push-to-AMI latency metric starts)";
 const LATENCY_MANIFEST: &str =
     "GetComponent reads that build's manifest: the pushes it lacks are the ones the new AMI brings";
+const CONFIRM_DIGEST: &str = "DescribeImages confirms a pin this run neither pushed nor read from ECR still exists (a build pinning a deleted digest fails at its pull, and so would every later one)";
 const LABEL_READ: &str = "GetParameter of `name:label` tells a retried event that its version exists (GetParameters could fold it into the current-value read, but that its answer names the selector is undocumented)";
 const CONFIRM: &str = "GetParameter of the new version waits for Parameter Store's asynchronous `aws:ec2:image` validation to accept the AMI";
 

@@ -278,7 +278,14 @@ def check_scenario(check: Check, template_path: Path, label: str, parameters: di
     expect_match(ECR_RULE, fixture("ecr-push.json"), "team/web" in watched, "ecr-push.json")
     # A push by digest alone reaches image-pushed, which ignores it with a log line.
     expect_match(ECR_RULE, fixture("ecr-push-by-digest.json"), "team/web" in watched, "ecr-push-by-digest.json")
-    expect_match(ECR_RULE, fixture("ecr-delete.json"), False, "ecr-delete.json (DELETE)")
+    # A deletion may take a watched tag away: image-pushed lets ECR decide what stays.
+    expect_match(ECR_RULE, fixture("ecr-delete.json"), "team/web" in watched, "ecr-delete.json (DELETE)")
+    expect_match(
+        ECR_RULE,
+        variant("ecr-delete.json", set_path("detail", "result", "FAILURE")),
+        False,
+        "a failed deletion",
+    )
     expect_match(ECR_RULE, fixture("ecr-push-failed.json"), False, "ecr-push-failed.json (result FAILURE)")
     for other in ("team/other", "team/web-canary", "team", "web"):
         expect_match(

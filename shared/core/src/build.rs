@@ -388,6 +388,9 @@ pub enum FollowUp {
         arn: ImageBuilderArn,
         status: BuildStatus,
     },
+    /// Due, but not started: the manifest is empty, or pins a digest ECR no longer has. The
+    /// next reconcile (a push, a deletion's event, the daily run) fixes the manifest and builds.
+    Withheld(String),
 }
 
 impl fmt::Display for FollowUp {
@@ -399,6 +402,7 @@ impl fmt::Display for FollowUp {
             FollowUp::AlreadyAttempted { arn, status } => {
                 write!(f, "already-attempted {arn} ({status})")
             }
+            FollowUp::Withheld(reason) => write!(f, "withheld: {reason}"),
         }
     }
 }

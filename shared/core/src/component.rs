@@ -33,6 +33,8 @@ pub struct ManifestChange {
     pub desired: Manifest,
     /// Pushes that moved a digest, as `image@digest`.
     pub applied: Vec<String>,
+    /// Images the manifest pinned that ECR no longer has, as `image@digest`: they leave it.
+    pub removed: Vec<String>,
 }
 
 /// The watched images the state and the pushes say nothing about: they need ECR.
@@ -73,22 +75,31 @@ pub fn tied_with_known(state: &ComponentState, pushes: &[Push]) -> Vec<ImageRef>
 }
 
 /// Applies the digests read from ECR, then the pushes (newest event per image wins), to the
-/// merged manifest of the latest version, keeping only watched images.
+/// merged manifest of the latest version, keeping only watched images. Images ECR was asked
+/// about and does not have (`gone`: no such repository or tag) leave the manifest, and a push
+/// of one in this batch does not bring it back: ECR was read after the push happened.
 pub fn desired_manifest(
     state: &ComponentState,
     watched: &[ImageRef],
     pushes: &[Push],
     resolved: &Manifest,
+    gone: &[ImageRef],
 ) -> ManifestChange {
     let mut desired = state.merged_manifest.clone();
     desired.retain_images(watched);
+    let mut removed = Vec::new();
+    for image in gone {
+        if let Some(digest) = desired.remove(image) {
+            removed.push(format!("{image}@{digest}"));
+        }
+    }
     // What ECR says now is the truth for the images it was asked about, even a tag moved back
     // to an older image.
     for pinned in resolved.images() {
         desired.pin(pinned.image, pinned.digest, pinned.pushed_at);
     }
     let mut newest: Vec<&Push> = Vec::new();
-    for push in pushes {
+    for push in pushes.iter().filter(|p| !gone.contains(&p.image)) {
         // A tie on time between different digests never reaches here: `untie` and
         // `tied_with_known` hand those images to ECR. Equal digests are the same pin.
         match newest.iter_mut().find(|p| p.image == push.image) {
@@ -114,7 +125,11 @@ pub fn desired_manifest(
         desired.pin(push.image.clone(), push.digest.clone(), Some(push.time));
     }
     desired.retain_images(watched);
-    ManifestChange { desired, applied }
+    ManifestChange {
+        desired,
+        applied,
+        removed,
+    }
 }
 
 /// A new cache component version to create.
@@ -291,7 +306,7 @@ mod tests {
             push("team/web:v1", 'b', "2026-11-10T11:00:00Z"),
             push("team/api:v1", 'd', "2026-11-10T11:00:00Z"),
         ];
-        let change = desired_manifest(&current, &watched, &pushes, &Manifest::new());
+        let change = desired_manifest(&current, &watched, &pushes, &Manifest::new(), &[]);
         assert_eq!(
             change.desired.digest_of(&image("team/web:v1")),
             Some(&digest('c'))
@@ -307,12 +322,63 @@ mod tests {
             &watched,
             &[push("team/web:v1", '9', "2026-11-09T00:00:00Z")],
             &Manifest::new(),
+            &[],
         );
         assert_eq!(
             stale.desired.digest_of(&image("team/web:v1")),
             Some(&digest('a')),
             "an older event does not roll back"
         );
+    }
+
+    #[test]
+    fn images_ecr_no_longer_has_leave_the_manifest_and_a_push_does_not_bring_them_back() {
+        let watched = [image("team/web:v1"), image("team/api:v1")];
+        let current = state(&[
+            ("team/web:v1", 'a', "2026-11-10T10:00:00Z"),
+            ("team/api:v1", 'b', "2026-11-10T10:00:00Z"),
+        ]);
+        let table = [
+            // The tag was deleted: the image leaves, the other stays.
+            (vec![], vec![image("team/api:v1")], vec!["team/web:v1"]),
+            // Pushed, then deleted, in one batch: ECR, read after both, decides.
+            (
+                vec![push("team/api:v1", 'c', "2026-11-11T10:00:00Z")],
+                vec![image("team/api:v1")],
+                vec!["team/web:v1"],
+            ),
+            // Every image gone: an empty manifest.
+            (
+                vec![],
+                vec![image("team/api:v1"), image("team/web:v1")],
+                vec![],
+            ),
+            // An image the manifest never held: nothing to remove.
+            (
+                vec![],
+                vec![image("team/new:v1")],
+                vec!["team/api:v1", "team/web:v1"],
+            ),
+        ];
+        for (pushes, gone, left) in table {
+            let change = desired_manifest(&current, &watched, &pushes, &Manifest::new(), &gone);
+            let names: Vec<String> = change
+                .desired
+                .images()
+                .map(|p| format!("{}:{}", p.image.repository, p.image.tag))
+                .collect();
+            assert_eq!(names, left, "{gone:?}");
+            let expected_removed: Vec<String> = gone
+                .iter()
+                .filter_map(|g| {
+                    current
+                        .merged_manifest
+                        .digest_of(g)
+                        .map(|d| format!("{g}@{d}"))
+                })
+                .collect();
+            assert_eq!(change.removed, expected_removed);
+        }
     }
 
     #[test]
@@ -324,6 +390,7 @@ mod tests {
             &watched,
             &[push("team/web:v1", 'a', "2026-11-10T10:00:00Z")],
             &Manifest::new(),
+            &[],
         );
         assert_eq!(
             plan_component(
@@ -341,6 +408,7 @@ mod tests {
             &watched,
             &[push("team/web:v1", 'a', "2026-11-11T10:00:00Z")],
             &Manifest::new(),
+            &[],
         );
         assert_eq!(
             plan_component(
@@ -372,6 +440,7 @@ mod tests {
             &watched,
             &[push("team/web:v1", 'b', "2026-11-11T10:00:00Z")],
             &Manifest::new(),
+            &[],
         );
         let plan = plan_component(
             &current,

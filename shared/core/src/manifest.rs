@@ -77,6 +77,11 @@ impl Manifest {
         }
     }
 
+    /// Unpins an image, returning the digest it had.
+    pub fn remove(&mut self, image: &ImageRef) -> Option<Digest> {
+        self.images.remove(image).map(|p| p.digest)
+    }
+
     /// Keeps only the listed images.
     pub fn retain_images(&mut self, keep: &[ImageRef]) {
         self.images.retain(|image, _| keep.contains(image));

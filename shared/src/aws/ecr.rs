@@ -103,3 +103,57 @@ async fn current_digest(
             detail: e.to_string(),
         })
 }
+
+/// The images whose pinned digest ECR no longer has (the image was deleted, or its repository
+/// was), looked up by digest in each image's own registry, several at a time. A digest that
+/// lost its tag but is still stored is there: building it works, and the next reconcile moves
+/// the pin to what the tag names.
+pub async fn missing_digests(
+    clients: &AwsClients,
+    pins: &[(ImageRef, Digest)],
+) -> Result<Vec<ImageRef>, PrepullError> {
+    let found: Vec<bool> = stream::iter(pins)
+        .map(|(image, digest)| digest_exists(clients, image, digest))
+        .buffered(CONCURRENT_LOOKUPS)
+        .try_collect()
+        .await?;
+    Ok(pins
+        .iter()
+        .zip(found)
+        .filter(|(_, found)| !found)
+        .map(|((image, _), _)| image.clone())
+        .collect())
+}
+
+async fn digest_exists(
+    clients: &AwsClients,
+    image: &ImageRef,
+    digest: &Digest,
+) -> Result<bool, PrepullError> {
+    let client = clients.ecr_in(image.registry.region());
+    let response = client
+        .describe_images()
+        .registry_id(image.registry.account_id())
+        .repository_name(image.repository.as_str())
+        .image_ids(
+            ImageIdentifier::builder()
+                .image_digest(digest.as_str())
+                .build(),
+        )
+        .send()
+        .await;
+    match response {
+        Ok(response) => Ok(response
+            .image_details()
+            .iter()
+            .any(|d| d.image_digest() == Some(digest.as_str()))),
+        Err(error)
+            if error.as_service_error().is_some_and(|e| {
+                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+            }) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(aws_error("DescribeImages", error)),
+    }
+}

@@ -13,8 +13,14 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    Resolve, Visibility, latency_tag, reconcile_and_plan, start_build, visible_with_parent,
+    NOTHING_TO_CACHE, Resolve, Visibility, confirm_before_build, latency_tag, reconcile_and_plan,
+    start_build, visible_with_parent,
 };
+use prepull_core::image::ImageRef;
+
+/// How many times a run reconciles pins ECR lost before a build, before it gives up and lets
+/// SQS deliver the batch again.
+const MAX_CONFIRM_ATTEMPTS: u32 = 3;
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
@@ -32,6 +38,8 @@ pub enum Outcome {
     Superseded,
     Ignored,
     Rejected,
+    /// No watched image is in ECR: the cache would be empty, so nothing is built.
+    NothingToCache,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,8 +66,13 @@ pub struct Summary {
     pub images: Vec<String>,
     /// Pushes that moved a digest.
     pub applied: Vec<String>,
-    /// Watched images ECR does not have yet.
+    /// Watched images ECR does not have, that the cache never held.
     pub unresolved: Vec<String>,
+    /// Images the cache pinned that ECR no longer has (deleted, by a person or a lifecycle
+    /// policy), as `image@digest`: they left the manifest.
+    pub removed: Vec<String>,
+    /// Why nothing was built, with `nothing-to-cache`.
+    pub reason: Option<String>,
     pub ignored: Vec<RecordNote>,
     pub rejected: Vec<RecordNote>,
     /// The records SQS keeps for a retry and, after the queue's `maxReceiveCount`, moves to
@@ -77,6 +90,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let records = read_input(&input, &config.images)
         .map_err(|e| PrepullError::InvalidInput(e.to_string()))?;
     let mut pushes: Vec<Push> = Vec::new();
+    let mut deleted: Vec<ImageRef> = Vec::new();
     let mut failures = SqsBatchResponse::default();
     let mut summary = Summary {
         outcome: Outcome::Ignored,
@@ -90,6 +104,8 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         images: Vec::new(),
         applied: Vec::new(),
         unresolved: Vec::new(),
+        removed: Vec::new(),
+        reason: None,
         ignored: Vec::new(),
         rejected: Vec::new(),
         batch_item_failures: Vec::new(),
@@ -98,6 +114,14 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         let message_id = input_record.message_id;
         match input_record.record {
             Record::Push(push) => pushes.push(push),
+            Record::Deleted(deletion) => {
+                tracing::info!(message_id = message_id.as_deref(), digest = %deletion.digest, images = ?deletion.images.iter().map(ToString::to_string).collect::<Vec<_>>(), "a deletion in a watched repository: ECR decides what stays");
+                for image in deletion.images {
+                    if !deleted.contains(&image) {
+                        deleted.push(image);
+                    }
+                }
+            }
             Record::Ignored(reason) => {
                 tracing::info!(message_id = message_id.as_deref(), reason = %reason, "record ignored");
                 summary.ignored.push(RecordNote {
@@ -125,7 +149,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     );
     metrics::count(Metric::PushesIgnored, summary.ignored.len() as u64);
     metrics::count(Metric::PushesRejected, summary.rejected.len() as u64);
-    if pushes.is_empty() {
+    if pushes.is_empty() && deleted.is_empty() {
         summary.outcome = if summary.rejected.is_empty() {
             Outcome::Ignored
         } else {
@@ -134,111 +158,162 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
         return Ok(summary);
     }
 
-    let trigger = describe_trigger(&pushes);
+    let trigger = describe_trigger(&pushes, &deleted);
     let (pushes, tied) = untie(&pushes);
     if !tied.is_empty() {
         tracing::info!(images = ?tied.iter().map(ToString::to_string).collect::<Vec<_>>(), "pushes of one tag in one second: ECR's current digest decides");
     }
-    let (component, view, recipe_change) = reconcile_and_plan(
-        common,
-        &pushes,
-        Resolve::Missing(tied),
-        &trigger,
-        false,
-        common.clock.now(),
-    )
-    .await?;
-    summary.unresolved = component.unresolved.clone();
-    summary.applied = component.applied.clone();
-    summary.images = component.images.clone();
-    summary.manifest_hash = Some(component.manifest_hash.clone());
-    summary.component_version = component.version.clone();
-    summary.component_build_version_arn = component.build_arn.clone();
-
-    if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
-        let client = common.clients.imagebuilder();
-        summary.recipe_arn = Some(
-            imagebuilder::apply_recipe_change(
-                client,
-                &view,
-                change,
-                build_arn,
-                &component.manifest_hash,
-            )
-            .await?,
-        );
+    // ECR decides the images a push cannot (ties), the tags a deletion may have taken away,
+    // and, before a build, any pin whose digest ECR no longer has.
+    let mut ask_ecr = tied;
+    for image in deleted {
+        if !ask_ecr.contains(&image) {
+            ask_ecr.push(image);
+        }
     }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (component, view, recipe_change) = reconcile_and_plan(
+            common,
+            &pushes,
+            Resolve::Missing(ask_ecr.clone()),
+            &trigger,
+            false,
+            common.clock.now(),
+        )
+        .await?;
+        summary.unresolved = component.unresolved.clone();
+        summary.removed = component.removed.clone();
+        summary.applied = component.applied.clone();
+        summary.images = component.images.clone();
+        summary.manifest_hash = Some(component.manifest_hash.clone());
+        summary.component_version = component.version.clone();
+        summary.component_build_version_arn = component.build_arn.clone();
 
-    let builds =
-        imagebuilder::list_builds(common.clients.imagebuilder(), config.pipeline.as_str()).await?;
-    let version = component.version.clone().unwrap_or_default();
-    summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
-        BuildDecision::Start { token_prefix, tags } => {
-            let (visible, latency) = tokio::join!(
-                visible_with_parent(
-                    common,
+        if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
+            let client = common.clients.imagebuilder();
+            summary.recipe_arn = Some(
+                imagebuilder::apply_recipe_change(
+                    client,
                     &view,
-                    component.build_arn.as_ref(),
+                    change,
+                    build_arn,
                     &component.manifest_hash,
-                ),
-                latency_tag(common, &component.manifest, &builds),
+                )
+                .await?,
             );
-            let (visibility, parent) = visible?;
-            if let Visibility::Superseded(newer) = visibility {
-                tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
-                summary.outcome = Outcome::Superseded;
-                summary.superseded_by = Some(newer);
-                return Ok(summary);
+        }
+        if component.manifest.is_empty() {
+            tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
+            summary.outcome = Outcome::NothingToCache;
+            summary.reason = Some(NOTHING_TO_CACHE.to_owned());
+            return Ok(summary);
+        }
+
+        let builds =
+            imagebuilder::list_builds(common.clients.imagebuilder(), config.pipeline.as_str())
+                .await?;
+        let version = component.version.clone().unwrap_or_default();
+        summary.outcome = match decide_build(
+            &builds,
+            &component.manifest_hash,
+            &version,
+            "ecr-push",
+        ) {
+            BuildDecision::Start { token_prefix, tags } => {
+                // Three independent reads: whether ECR still has every pin, whether the
+                // recipe sees the new version (with the parent image), and the latency tag.
+                let (gone, visible, latency) = tokio::join!(
+                    confirm_before_build(common, &component),
+                    visible_with_parent(
+                        common,
+                        &view,
+                        component.build_arn.as_ref(),
+                        &component.manifest_hash,
+                    ),
+                    latency_tag(common, &component.manifest, &builds),
+                );
+                let gone = gone?;
+                if !gone.is_empty() {
+                    if attempt >= MAX_CONFIRM_ATTEMPTS {
+                        return Err(PrepullError::Contention {
+                            what: "the digests the build pins (ECR kept deleting them)",
+                            attempts: attempt,
+                        });
+                    }
+                    for image in gone {
+                        if !ask_ecr.contains(&image) {
+                            ask_ecr.push(image);
+                        }
+                    }
+                    continue;
+                }
+                let (visibility, parent) = visible?;
+                if let Visibility::Superseded(newer) = visibility {
+                    tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
+                    summary.outcome = Outcome::Superseded;
+                    summary.superseded_by = Some(newer);
+                    return Ok(summary);
+                }
+                let tags = tags.into_iter().chain(latency).collect();
+                let (token, tags) =
+                    build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
+                match start_build(common, &token, &tags, &builds).await? {
+                    StartedBuild::New { arn } => {
+                        summary.image_build_version_arn = Some(arn);
+                        Outcome::BuildStarted
+                    }
+                    StartedBuild::Earlier { arn, status } => {
+                        summary.image_build_version_arn = Some(arn);
+                        summary.earlier_build_status = Some(status);
+                        Outcome::AlreadyAttempted
+                    }
+                    StartedBuild::Yielded { running, .. } => {
+                        summary.image_build_version_arn = Some(running);
+                        Outcome::QueuedBehindRunningBuild
+                    }
+                }
             }
-            let tags = tags.into_iter().chain(latency).collect();
-            let (token, tags) =
-                build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
-            match start_build(common, &token, &tags, &builds).await? {
-                StartedBuild::New { arn } => {
-                    summary.image_build_version_arn = Some(arn);
-                    Outcome::BuildStarted
-                }
-                StartedBuild::Earlier { arn, status } => {
-                    summary.image_build_version_arn = Some(arn);
-                    summary.earlier_build_status = Some(status);
-                    Outcome::AlreadyAttempted
-                }
-                StartedBuild::Yielded { running, .. } => {
-                    summary.image_build_version_arn = Some(running);
+            BuildDecision::QueuedBehind {
+                image_arn,
+                same_manifest,
+            } => {
+                summary.image_build_version_arn = Some(image_arn);
+                if same_manifest {
+                    Outcome::UpToDate
+                } else {
+                    metrics::count(Metric::BuildsQueued, 1);
                     Outcome::QueuedBehindRunningBuild
                 }
             }
-        }
-        BuildDecision::QueuedBehind {
-            image_arn,
-            same_manifest,
-        } => {
-            summary.image_build_version_arn = Some(image_arn);
-            if same_manifest {
+            BuildDecision::AlreadyStarted { image_arn } => {
+                summary.image_build_version_arn = Some(image_arn);
                 Outcome::UpToDate
-            } else {
-                metrics::count(Metric::BuildsQueued, 1);
-                Outcome::QueuedBehindRunningBuild
             }
-        }
-        BuildDecision::AlreadyStarted { image_arn } => {
-            summary.image_build_version_arn = Some(image_arn);
-            Outcome::UpToDate
-        }
-    };
-    tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
-    Ok(summary)
+        };
+        tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
+        return Ok(summary);
+    }
 }
 
-fn describe_trigger(pushes: &[Push]) -> String {
-    match pushes {
-        [only] => format!("push of {}:{}", only.image.repository, only.image.tag),
-        [first, rest @ ..] => format!(
+fn describe_trigger(pushes: &[Push], deleted: &[ImageRef]) -> String {
+    match (pushes, deleted) {
+        ([only], []) => format!("push of {}:{}", only.image.repository, only.image.tag),
+        ([first, rest @ ..], []) => format!(
             "push of {}:{} and {} more",
             first.image.repository,
             first.image.tag,
             rest.len()
         ),
-        [] => "reconcile".to_owned(),
+        ([], [only]) => format!("deletion of {}:{}", only.repository, only.tag),
+        ([], [first, rest @ ..]) => format!(
+            "deletion of {}:{} and {} more",
+            first.repository,
+            first.tag,
+            rest.len()
+        ),
+        ([], []) => "reconcile".to_owned(),
+        (pushes, deleted) => format!("{} pushes and {} deletions", pushes.len(), deleted.len()),
     }
 }

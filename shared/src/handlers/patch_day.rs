@@ -18,8 +18,8 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    ComponentOutcome, Resolve, Visibility, await_component_visible, current_parent_image,
-    latency_tag, reconcile_and_plan, start_build,
+    ComponentOutcome, NOTHING_TO_CACHE, Resolve, Visibility, await_component_visible,
+    confirm_before_build, current_parent_image, latency_tag, reconcile_and_plan, start_build,
 };
 use crate::metrics;
 use prepull_core::metrics::Metric;
@@ -33,6 +33,8 @@ pub enum Outcome {
     AlreadyAttempted,
     UpToDate,
     BuildRunning,
+    /// No watched image is in ECR: the cache would be empty, so nothing is built.
+    NothingToCache,
 }
 
 /// The plan a dry run returns and a real run carries out.
@@ -58,7 +60,13 @@ pub struct Summary {
     pub earlier_build_status: Option<BuildStatus>,
     pub running_build: Option<ImageBuilderArn>,
     pub images: Vec<String>,
+    /// Watched images ECR does not have, that the cache never held.
     pub unresolved: Vec<String>,
+    /// Images the cache pinned that ECR no longer has, as `image@digest`: they left the
+    /// manifest.
+    pub removed: Vec<String>,
+    /// Why nothing was built, with `nothing-to-cache`.
+    pub reason: Option<String>,
     pub plan: Plan,
 }
 
@@ -130,6 +138,11 @@ pub async fn handle(
         component_version: component.version.as_deref().unwrap_or_default(),
         parent_now: parent_now.as_deref(),
     });
+    let nothing_to_cache = component.manifest.is_empty();
+    if nothing_to_cache && build.is_some() {
+        tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
+        build = None;
+    }
     // Computed for a dry run too: its plan shows the tags the real run sends.
     if let Some(build) = &mut build {
         build
@@ -139,6 +152,7 @@ pub async fn handle(
     let mut outcome = match (&running, &build) {
         (Some(_), _) => Outcome::BuildRunning,
         (None, Some(_)) => Outcome::BuildStarted,
+        (None, None) if nothing_to_cache => Outcome::NothingToCache,
         (None, None) => Outcome::UpToDate,
     };
     if !request.dry_run && outcome == Outcome::BuildRunning && !reasons.is_empty() {
@@ -151,6 +165,15 @@ pub async fn handle(
     if !request.dry_run
         && let Some(build) = &build
     {
+        // Everything was read from ECR in this run; only a concurrent writer's pins, merged
+        // in, were not.
+        let gone = confirm_before_build(common, &component).await?;
+        if !gone.is_empty() {
+            return Err(PrepullError::Contention {
+                what: "the pins a concurrent writer merged in (ECR no longer has some)",
+                attempts: 1,
+            });
+        }
         if let Some(written) = &component.build_arn
             && let Visibility::Superseded(newer) =
                 await_component_visible(common, &view, written, &component.manifest_hash).await?
@@ -188,6 +211,8 @@ pub async fn handle(
         running_build: running,
         images: component.images.clone(),
         unresolved: component.unresolved.clone(),
+        removed: component.removed.clone(),
+        reason: nothing_to_cache.then(|| NOTHING_TO_CACHE.to_owned()),
         plan: Plan {
             component: component.planned.clone(),
             recipe: recipe_change,

@@ -10,7 +10,7 @@ use prepull_core::build::{
 };
 use prepull_core::component::{self, ComponentPlan, Resolution};
 use prepull_core::events::ecr::Push;
-use prepull_core::image::ImageRef;
+use prepull_core::image::{Digest, ImageRef};
 use prepull_core::manifest::Manifest;
 use prepull_core::recipe::RecipeChange;
 use serde::Serialize;
@@ -21,6 +21,9 @@ use crate::common::Common;
 use crate::error::PrepullError;
 use crate::metrics;
 use prepull_core::metrics::Metric;
+
+/// Why nothing is built when the manifest is empty.
+pub const NOTHING_TO_CACHE: &str = "no watched image is in ECR (every watched tag is missing or was deleted): an AMI would cache nothing, so no build starts";
 
 /// How many times a concurrent writer may take the version this run wanted before it gives
 /// up and lets the invocation be retried.
@@ -53,8 +56,14 @@ pub struct ComponentOutcome {
     pub images: Vec<String>,
     /// Digests that moved.
     pub applied: Vec<String>,
-    /// Watched images ECR does not have yet.
+    /// Watched images ECR does not have.
     pub unresolved: Vec<String>,
+    /// Pinned images ECR no longer has, as `image@digest`: they left the manifest.
+    pub removed: Vec<String>,
+    /// The pins neither read from ECR nor pushed in this run: a build must not start before
+    /// ECR confirms they still exist (see [`confirm_before_build`]).
+    #[serde(skip)]
+    pub unconfirmed: Vec<(ImageRef, Digest)>,
 }
 
 /// Reads the component, works out the manifest, and (unless `dry_run`) writes the new version.
@@ -108,7 +117,22 @@ pub async fn reconcile_component(
             .as_ref()
             .map(|r| r.manifest.clone())
             .unwrap_or_default();
-        let change = component::desired_manifest(&state, &config.images, pushes, &found);
+        let gone = resolved
+            .as_ref()
+            .map(|r| r.missing.clone())
+            .unwrap_or_default();
+        let change = component::desired_manifest(&state, &config.images, pushes, &found, &gone);
+        let unconfirmed: Vec<(ImageRef, Digest)> = change
+            .desired
+            .images()
+            .filter(|pin| {
+                found.digest_of(&pin.image) != Some(&pin.digest)
+                    && !pushes
+                        .iter()
+                        .any(|p| p.image == pin.image && p.digest == pin.digest)
+            })
+            .map(|pin| (pin.image, pin.digest))
+            .collect();
         let planned = component::plan_component(
             &state,
             &change,
@@ -116,10 +140,12 @@ pub async fn reconcile_component(
             &config.component_name,
             trigger,
         )?;
-        let unresolved = resolved
-            .as_ref()
-            .map(|r| r.missing.iter().map(ToString::to_string).collect())
-            .unwrap_or_default();
+        // Missing images the cache held are `removed`; the rest it never had.
+        let unresolved = gone
+            .iter()
+            .filter(|image| state.merged_manifest.digest_of(image).is_none())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
         let outcome = |version: Option<String>,
                        build_arn: Option<ImageBuilderArn>,
                        planned: Option<ComponentPlan>,
@@ -137,6 +163,8 @@ pub async fn reconcile_component(
                 .collect(),
             applied: change.applied.clone(),
             unresolved,
+            removed: change.removed.clone(),
+            unconfirmed: unconfirmed.clone(),
         };
         let Some(component) = planned else {
             return Ok(outcome(
@@ -294,6 +322,24 @@ async fn published_manifest(
         detail: e.to_string(),
     })?;
     imagebuilder::manifest_of_version(common.clients.imagebuilder(), &version_arn, hash).await
+}
+
+/// Before a build starts: the pins this run neither read from ECR nor saw pushed, whose
+/// digest ECR no longer has. A build must not start with one (its pull would fail on the
+/// build instance, and so would every later build's): the caller reconciles those images
+/// with ECR first.
+pub async fn confirm_before_build(
+    common: &Common,
+    component: &ComponentOutcome,
+) -> Result<Vec<ImageRef>, PrepullError> {
+    if component.unconfirmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let gone = ecr::missing_digests(&common.clients, &component.unconfirmed).await?;
+    if !gone.is_empty() {
+        tracing::warn!(images = ?gone.iter().map(ToString::to_string).collect::<Vec<_>>(), "pinned digests ECR no longer has; reconciling them before any build");
+    }
+    Ok(gone)
 }
 
 /// What the recipe's wildcard resolves to, as far as a start is concerned.

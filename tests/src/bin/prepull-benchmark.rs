@@ -219,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
         ..ComponentState::default()
     };
     let per_plan = time(2_000, || {
-        let _ = desired_manifest(&state, &watched, &pushes, &Manifest::new());
+        let _ = desired_manifest(&state, &watched, &pushes, &Manifest::new(), &[]);
     });
     rows.push((
         "plan a 50-push batch over 25 images".into(),

@@ -1336,3 +1336,57 @@ async fn only_this_accounts_ami_is_published_when_others_get_copies() {
     }
     assert_eq!(summary.parameters.len(), 2);
 }
+
+#[tokio::test]
+async fn a_follow_up_that_would_pin_a_digest_ecr_lost_is_withheld() {
+    let f = fleet("replace").await;
+    let running = build(&f, "web 2").await;
+    let digest = f.s.push("team/web", "v42", "web 3").await.unwrap();
+    let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let queued = prepull::image_pushed::handle(
+        &f.s.common,
+        sqs_batch(&[push_event("web-3", "team/web", "v42", &digest, &time)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        queued.outcome,
+        prepull::image_pushed::Outcome::QueuedBehindRunningBuild
+    );
+    // The image is deleted before the running build ends, and its event is lost.
+    f.s.ecr
+        .batch_delete_image()
+        .repository_name("team/web")
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_digest(&digest)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let event =
+        f.s.bench
+            .emulator
+            .finish_image(&running, "AVAILABLE", None)
+            .unwrap();
+    f.s.bench.emulator.clear_requests();
+    let summary = run(&f, event).await;
+    assert_eq!(
+        summary.outcome,
+        Outcome::Published,
+        "the finished build is fine"
+    );
+    let Some(FollowUp::Withheld(why)) = &summary.follow_up else {
+        panic!("{:?}", summary.follow_up)
+    };
+    assert!(
+        why.contains("ECR no longer has") && why.contains("team/web:v42"),
+        "{why}"
+    );
+    assert!(
+        !mutating(&f).contains(&"StartImagePipelineExecution".to_owned()),
+        "{:?}",
+        mutating(&f)
+    );
+}

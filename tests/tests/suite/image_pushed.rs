@@ -312,12 +312,13 @@ async fn unwatched_deleted_failed_and_digest_only_records_make_no_aws_call() {
     let events = [
         push_event("e-1", "team/other", "v42", &digest, &at(0)),
         push_event("e-2", "team/web", "v43", &digest, &at(0)),
+        // A deletion of a tag nobody watches.
         ecr_event(
             "e-3",
             "DELETE",
             "SUCCESS",
             "team/web",
-            "v42",
+            "v41",
             &digest,
             &at(0),
         ),
@@ -1052,4 +1053,190 @@ async fn race(s: &Scenario, web: &str, api: &str) -> (Summary, Summary) {
         ),
     );
     (a.expect("no error"), b.expect("no error"))
+}
+
+/// Deletes `repository:tag` from ECR (moto), as a person or a lifecycle policy would.
+async fn delete_from_ecr(s: &Scenario, repository: &str, tag: &str) {
+    let deleted = s
+        .ecr
+        .batch_delete_image()
+        .repository_name(repository)
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_tag(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.image_ids().len(),
+        1,
+        "{repository}:{tag} was deleted"
+    );
+}
+
+/// Two watched images built once (AVAILABLE); returns the push summary.
+async fn built_once(s: &Scenario) -> Summary {
+    let digest = s.push("team/web", "v42", "web, first build").await.unwrap();
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert_eq!(summary.images.len(), 2);
+    s.bench
+        .emulator
+        .finish_image(
+            summary.image_build_version_arn.as_deref().unwrap(),
+            "AVAILABLE",
+            None,
+        )
+        .unwrap();
+    s.bench.emulator.clear_requests();
+    summary
+}
+
+#[tokio::test]
+async fn a_deleted_watched_tag_leaves_the_manifest_at_once() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    let first = built_once(&s).await;
+    let api = first
+        .images
+        .iter()
+        .find(|i| i.contains("team/api:v7"))
+        .unwrap()
+        .clone();
+    let api_digest = api.rsplit('@').next().unwrap().to_owned();
+    delete_from_ecr(&s, "team/api", "v7").await;
+
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[ecr_event(
+            "d-1",
+            "DELETE",
+            "SUCCESS",
+            "team/api",
+            "v7",
+            &api_digest,
+            &at(1),
+        )]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert_eq!(
+        summary.removed,
+        std::slice::from_ref(&api),
+        "the reason is in the summary"
+    );
+    assert!(summary.unresolved.is_empty(), "{:?}", summary.unresolved);
+    assert_eq!(summary.images.len(), 1);
+    assert!(summary.images[0].contains("team/web:v42"));
+    assert!(
+        !latest_document(&s).await.contains("team/api"),
+        "the new version no longer pulls it"
+    );
+    let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
+    assert_eq!(starts.len(), 1);
+    assert_eq!(
+        starts[0].params["tags"]["prepull:component-version"],
+        summary.component_version.clone().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_build_never_starts_with_a_digest_ecr_no_longer_has() {
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    let first = built_once(&s).await;
+    let api = first
+        .images
+        .iter()
+        .find(|i| i.contains("team/api:v7"))
+        .unwrap()
+        .clone();
+    // A lifecycle policy expires team/api:v7; its event never reaches prepull.
+    delete_from_ecr(&s, "team/api", "v7").await;
+    let digest = s
+        .push("team/web", "v42", "web, second build")
+        .await
+        .unwrap();
+
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-2", "team/web", "v42", &digest, &at(2))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert_eq!(summary.removed, [api]);
+    assert_eq!(summary.images.len(), 1);
+    // The version with the lost digest was written, then found out before the start, and
+    // the version after it (without team/api) is the one built.
+    let versions = successful(s.bench.emulator.requests_of("CreateComponent"));
+    assert_eq!(versions.len(), 2);
+    let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
+    assert_eq!(starts.len(), 1);
+    assert_eq!(
+        starts[0].params["tags"]["prepull:component-version"],
+        summary.component_version.clone().unwrap()
+    );
+    assert_eq!(
+        starts[0].params["tags"]["prepull:manifest"],
+        summary.manifest_hash.clone().unwrap()
+    );
+    assert!(!latest_document(&s).await.contains("team/api"));
+}
+
+#[tokio::test]
+async fn with_every_watched_image_gone_nothing_is_built_and_the_summary_says_why() {
+    let s = scenario(&["team/web:v42"]).await;
+    let digest = s.push("team/web", "v42", "web, first build").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-1", "team/web", "v42", &digest, &at(0))]),
+    )
+    .await
+    .unwrap();
+    s.bench
+        .emulator
+        .finish_image(
+            first.image_build_version_arn.as_deref().unwrap(),
+            "AVAILABLE",
+            None,
+        )
+        .unwrap();
+    delete_from_ecr(&s, "team/web", "v42").await;
+    s.bench.emulator.clear_requests();
+    let summary = handle(
+        &s.common,
+        sqs_batch(&[ecr_event(
+            "d-1",
+            "DELETE",
+            "SUCCESS",
+            "team/web",
+            "v42",
+            &digest,
+            &at(1),
+        )]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, Outcome::NothingToCache);
+    assert!(
+        summary
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no watched image is in ECR"),
+        "{:?}",
+        summary.reason
+    );
+    assert!(summary.images.is_empty());
+    assert!(
+        successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).is_empty(),
+        "no build of an empty cache"
+    );
 }

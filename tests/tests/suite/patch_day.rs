@@ -477,3 +477,67 @@ async fn a_run_that_failed_after_writing_the_version_is_finished_by_the_retry() 
         "the version is not written twice"
     );
 }
+
+async fn delete_from_ecr(s: &Scenario, repository: &str, tag: &str) {
+    s.ecr
+        .batch_delete_image()
+        .repository_name(repository)
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_tag(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn images_gone_from_ecr_leave_the_manifest_and_an_empty_cache_is_never_built() {
+    let s = established().await;
+    delete_from_ecr(&s, "team/api", "v7").await;
+    let summary = dry_then_real(&s, schedule(), "r-1", "2026-12-02T06:00:00Z").await;
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert_eq!(summary.reasons, ["manifest-changed"]);
+    assert_eq!(summary.removed.len(), 1);
+    assert!(summary.removed[0].contains("team/api:v7@sha256:"));
+    assert!(
+        summary.unresolved.is_empty(),
+        "it left the cache: removed, not unresolved"
+    );
+    assert_eq!(summary.images.len(), 1);
+    assert!(summary.images[0].contains("team/web:v42"));
+    s.bench
+        .emulator
+        .finish_image(
+            summary.image_build_version_arn.as_deref().unwrap(),
+            "AVAILABLE",
+            None,
+        )
+        .unwrap();
+
+    delete_from_ecr(&s, "team/web", "v42").await;
+    s.bench.emulator.clear_requests();
+    let forced = dry_then_real(
+        &s,
+        force("rebuild with nothing"),
+        "r-2",
+        "2026-12-03T06:00:00Z",
+    )
+    .await;
+    assert_eq!(forced.outcome, Outcome::NothingToCache);
+    assert!(forced.plan.build.is_none());
+    assert!(
+        forced
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("no watched image is in ECR"),
+        "{:?}",
+        forced.reason
+    );
+    assert!(
+        start_calls(&s).is_empty(),
+        "no build of an empty cache, even forced"
+    );
+}

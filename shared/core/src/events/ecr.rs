@@ -1,7 +1,8 @@
 //! ECR "ECR Image Action" events, delivered in an SQS batch or directly, read strictly.
 //!
-//! Every record ends up as exactly one of: a push to a watched image, ignored with a reason,
-//! or rejected with an error naming the field. Nothing is dropped without a trace.
+//! Every record ends up as exactly one of: a push to a watched image, a deletion that may have
+//! taken a watched tag away, ignored with a reason, or rejected with an error naming the field.
+//! Nothing is dropped without a trace.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsMessage;
@@ -19,6 +20,16 @@ pub struct Push {
     pub event_id: String,
 }
 
+/// A successful deletion in a watched repository: of a watched tag, or of an image by digest,
+/// which takes every tag of that image away. Only ECR can say what the tags name now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// The watched images whose tag the deletion may have removed.
+    pub images: Vec<ImageRef>,
+    pub digest: Digest,
+    pub event_id: String,
+}
+
 /// Why a well-formed record needs no action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ignored {
@@ -31,7 +42,9 @@ pub enum Ignored {
 impl std::fmt::Display for Ignored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Ignored::NotAPush { action } => write!(f, "action-type is {action}, not PUSH"),
+            Ignored::NotAPush { action } => {
+                write!(f, "action-type is {action}, not PUSH or DELETE")
+            }
             Ignored::NotSuccessful { result } => write!(f, "result is {result}, not SUCCESS"),
             Ignored::PushByDigestOnly => {
                 f.write_str("push by digest only: image-tag is empty, so no tag moved")
@@ -70,6 +83,7 @@ pub enum Rejected {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Push(Push),
+    Deleted(Deletion),
     Ignored(Ignored),
     Rejected(Rejected),
 }
@@ -242,7 +256,7 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
             });
         }
     }
-    if action != "PUSH" {
+    if action != "PUSH" && action != "DELETE" {
         return Ok(Record::Ignored(Ignored::NotAPush {
             action: action.to_owned(),
         }));
@@ -250,6 +264,30 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
     if result != "SUCCESS" {
         return Ok(Record::Ignored(Ignored::NotSuccessful {
             result: result.to_owned(),
+        }));
+    }
+    if action == "DELETE" {
+        // A deletion by digest names no tag: every watched tag of the repository may be gone.
+        let images: Vec<ImageRef> = watched
+            .iter()
+            .filter(|w| {
+                w.registry == registry
+                    && w.repository == repository
+                    && tag.as_ref().is_none_or(|t| w.tag == *t)
+            })
+            .cloned()
+            .collect();
+        if images.is_empty() {
+            let what = match &tag {
+                Some(tag) => format!("{registry}/{repository}:{tag}"),
+                None => format!("{registry}/{repository}@{digest}"),
+            };
+            return Ok(Record::Ignored(Ignored::NotWatched { image: what }));
+        }
+        return Ok(Record::Deleted(Deletion {
+            images,
+            digest,
+            event_id,
         }));
     }
     let Some(tag) = tag else {
@@ -339,12 +377,60 @@ mod tests {
     }
 
     #[test]
+    fn a_deletion_names_the_watched_tags_it_may_have_removed() {
+        let by_tag = classify(&push(&json!({"action-type": "DELETE"})), &watched());
+        let Record::Deleted(deletion) = by_tag else {
+            panic!("{by_tag:?}")
+        };
+        let names = |d: &Deletion| d.images.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            names(&deletion),
+            ["123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v42"]
+        );
+        // By digest: no tag, so every watched tag of the repository.
+        let mut watched = watched();
+        watched.push(
+            ImageRef::parse(
+                "team/web:v41",
+                &Registry::for_account("123456789012", "us-east-1").unwrap(),
+            )
+            .unwrap(),
+        );
+        let by_digest = classify(
+            &push(&json!({"action-type": "DELETE", "image-tag": ""})),
+            &watched,
+        );
+        let Record::Deleted(deletion) = by_digest else {
+            panic!("{by_digest:?}")
+        };
+        assert_eq!(
+            names(&deletion),
+            [
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v42",
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v41"
+            ]
+        );
+    }
+
+    #[test]
     fn other_well_formed_records_are_ignored_with_a_reason() {
         let cases = [
             (
-                json!({"action-type": "DELETE"}),
+                json!({"action-type": "REPLICATE"}),
                 Ignored::NotAPush {
-                    action: "DELETE".into(),
+                    action: "REPLICATE".into(),
+                },
+            ),
+            (
+                json!({"action-type": "DELETE", "result": "FAILURE"}),
+                Ignored::NotSuccessful {
+                    result: "FAILURE".into(),
+                },
+            ),
+            (
+                json!({"action-type": "DELETE", "image-tag": "v43"}),
+                Ignored::NotWatched {
+                    image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/web:v43".into(),
                 },
             ),
             (

@@ -2,10 +2,14 @@
 
 use prepull_core::build::{BuildToken, FollowUp, FollowUpPlan, build_request, decide_follow_up};
 
-use crate::aws::imagebuilder;
+use prepull_core::image::{Digest, ImageRef};
+
+use crate::aws::{ecr, imagebuilder};
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::reconcile::{Visibility, latency_tag, start_build, visible_with_parent};
+use crate::handlers::reconcile::{
+    NOTHING_TO_CACHE, Visibility, latency_tag, start_build, visible_with_parent,
+};
 
 /// Reads the component and the pipeline's builds, and starts the follow-up if one is due.
 pub(super) async fn follow_up(
@@ -27,7 +31,25 @@ pub(super) async fn follow_up(
         .unwrap_or_default();
     match decide_follow_up(built_manifest, &latest, &builds, &version) {
         FollowUpPlan::Done(follow_up) => Ok(follow_up),
+        FollowUpPlan::Start { .. } if state.latest_manifest.is_empty() => {
+            Ok(FollowUp::Withheld(NOTHING_TO_CACHE.to_owned()))
+        }
         FollowUpPlan::Start { token_prefix, tags } => {
+            // Its pins were confirmed when their version was written, a build's length ago.
+            let pins: Vec<(ImageRef, Digest)> = state
+                .latest_manifest
+                .images()
+                .map(|pin| (pin.image, pin.digest))
+                .collect();
+            let gone = ecr::missing_digests(&common.clients, &pins).await?;
+            if !gone.is_empty() {
+                let gone: Vec<String> = gone.iter().map(ToString::to_string).collect();
+                tracing::warn!(images = ?gone, "the follow-up would pin digests ECR no longer has; not started");
+                return Ok(FollowUp::Withheld(format!(
+                    "ECR no longer has the pinned digest of {}; the next reconcile drops them and builds",
+                    gone.join(", ")
+                )));
+            }
             let view = imagebuilder::read_pipeline(client, pipeline).await?;
             let (visible, latency) = tokio::join!(
                 visible_with_parent(common, &view, state.latest_build_arn.as_ref(), &latest),
