@@ -43,11 +43,16 @@ async fn the_demo_story_passes_every_step_with_the_default_images() {
             step.name
         );
     }
+    assert!(
+        report
+            .document
+            .contains("\n        registry 123456789012.dkr.ecr.us-east-1.amazonaws.com\n")
+    );
     for image in ["windows/web", "windows/worker", "windows/agent"] {
         assert!(
-            report.document.contains(&format!(
-                "Save-CachedImage '123456789012.dkr.ecr.us-east-1.amazonaws.com/{image}' 'sha256:"
-            )),
+            report
+                .document
+                .contains(&format!("\n        {image} ltsc2022 ")),
             "{image} is in the rendered document:\n{}",
             report.document
         );
@@ -148,8 +153,13 @@ async fn the_demo_takes_the_users_images_and_runtime() {
     let (report, output) = run(&options).await;
     assert!(report.passed(), "{}\n{output}", report.table());
     assert!(report.document.contains("# prepull-runtime: docker"));
-    assert!(report.document.contains("/team/api' 'sha256:"));
-    assert!(report.document.contains("/team/web' 'sha256:"));
+    assert!(report.document.contains("\n        team/api v7 "));
+    assert!(report.document.contains("\n        team/web v42 "));
+    assert!(
+        report
+            .document
+            .contains("docker login --username AWS --password-stdin")
+    );
     assert!(!report.document.contains("windows/web"));
 }
 

@@ -98,8 +98,10 @@ async fn one_push_creates_one_component_version_and_starts_one_build() {
     let (manifest, runtime) = read_manifest(document).unwrap();
     assert_eq!(runtime, Some(Runtime::Containerd));
     assert_eq!(manifest.hash(), summary.manifest_hash.clone().unwrap());
+    assert!(document.contains(&format!("\n        registry {REGISTRY}\n")));
     assert!(document.contains(&format!(
-        " Save-CachedImage '{REGISTRY}/team/web' '{digest}' 'v42'\n"
+        "\n        team/web v42 {} ",
+        digest.trim_start_matches("sha256:")
     )));
     assert_eq!(
         document,
