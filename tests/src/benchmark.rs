@@ -819,3 +819,58 @@ pub async fn bench_latency(samples: usize) -> anyhow::Result<BenchLatency> {
         changed_push_in_process_ms: median(handler),
     })
 }
+
+/// The cache document's size for a number of typical images: a 20-character repository, a
+/// 12-character tag, one registry, a push time each.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentSize {
+    pub images: usize,
+    pub containerd: usize,
+    pub docker: usize,
+}
+
+fn typical_manifest(count: usize) -> anyhow::Result<prepull::core::manifest::Manifest> {
+    use prepull::core::image::{Digest, ImageRef, Registry};
+    use prepull::core::manifest::PinnedImage;
+    let registry = Registry::for_account("123456789012", "us-east-1")?;
+    (0..count)
+        .map(|n| {
+            Ok(PinnedImage {
+                image: ImageRef::parse(
+                    &format!("platform/service-{n:03}:v1.2.3-lts{:02}", n % 100),
+                    &registry,
+                )?,
+                digest: Digest::parse(&format!("sha256:{:064x}", n + 1))?,
+                pushed_at: chrono::DateTime::from_timestamp(1_790_000_000 + i64::try_from(n)?, 0),
+            })
+        })
+        .collect()
+}
+
+/// The document's size at 1, 10, 50 and 100 typical images, and at the most that fit.
+pub fn document_sizes() -> anyhow::Result<Vec<DocumentSize>> {
+    use prepull::core::document::{DocumentError, Runtime, render};
+    let size = |count: usize, runtime: Runtime| -> anyhow::Result<usize> {
+        Ok(render(&typical_manifest(count)?, runtime, "prepull-cache")?
+            .chars()
+            .count())
+    };
+    let most = |runtime: Runtime| -> anyhow::Result<usize> {
+        match render(&typical_manifest(999)?, runtime, "prepull-cache") {
+            Err(DocumentError::TooLarge { fit, .. }) => Ok(fit),
+            Ok(_) => anyhow::bail!("999 images fit: the limit is gone"),
+            Err(error) => Err(error.into()),
+        }
+    };
+    let fit = most(Runtime::Containerd)?.min(most(Runtime::Docker)?);
+    [1, 10, 50, 100, fit]
+        .into_iter()
+        .map(|images| {
+            Ok(DocumentSize {
+                images,
+                containerd: size(images, Runtime::Containerd)?,
+                docker: size(images, Runtime::Docker)?,
+            })
+        })
+        .collect()
+}

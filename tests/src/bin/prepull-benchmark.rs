@@ -251,12 +251,28 @@ async fn main() -> anyhow::Result<()> {
     ));
     let calls = benchmark::call_counts().await?;
     let coalescing = benchmark::coalescing().await?;
+    let documents = benchmark::document_sizes()?;
 
     let mut out = String::new();
     out.push_str(&cold_table(&cold, args.samples));
     out.push_str(&artifact_table(&artifacts));
     out.push_str(&call_table(&calls));
     out.push_str(&coalescing_table(&coalescing));
+    out.push_str(&format!(
+        "\nThe cache document against its image count (typical names: a 20-character repository, a 12-character tag), in characters of Image Builder's {}.\n\n| images | containerd | Docker |\n|---|---|---|\n",
+        prepull::core::document::DOCUMENT_LIMIT
+    ));
+    for (n, size) in documents.iter().enumerate() {
+        let label = if n + 1 == documents.len() {
+            format!("{} (the most that fit)", size.images)
+        } else {
+            size.images.to_string()
+        };
+        out.push_str(&format!(
+            "| {label} | {} | {} |\n",
+            size.containerd, size.docker
+        ));
+    }
     out.push_str("\n| in-process measurement | result |\n|---|---|\n");
     for (name, value) in &rows {
         out.push_str(&format!("| {name} | {value} |\n"));
@@ -272,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         "artifacts": artifacts,
         "aws_calls": calls,
         "coalescing": coalescing,
+        "documents": documents,
         "in_process": rows_json,
     });
     std::fs::create_dir_all(&args.results)?;

@@ -2,7 +2,7 @@
 //! its floor, and how pushes coalesce into builds. The benchmark runs the same code; these
 //! tests keep it true between runs.
 
-use prepull_bench::benchmark::{call_counts, coalescing};
+use prepull_bench::benchmark::{call_counts, coalescing, document_sizes};
 
 #[tokio::test]
 async fn every_scenario_makes_its_floor_plus_one_named_reason_per_extra_call() {
@@ -64,4 +64,21 @@ async fn bursts_and_pushes_during_a_build_make_one_build_and_at_most_one_follow_
             (20, 1, 1),
         ]
     );
+}
+
+#[test]
+fn a_hundred_typical_images_fit_in_one_component() {
+    let sizes = document_sizes().unwrap();
+    let counts: Vec<usize> = sizes.iter().map(|s| s.images).collect();
+    assert_eq!(counts[..4], [1, 10, 50, 100]);
+    let most = *counts.last().unwrap();
+    assert!(most >= 100, "{most} fit");
+    for size in &sizes {
+        assert!(
+            size.containerd <= prepull::core::document::DOCUMENT_LIMIT
+                && size.docker <= prepull::core::document::DOCUMENT_LIMIT,
+            "{size:?}"
+        );
+    }
+    assert!(sizes[1].containerd < sizes[2].containerd && sizes[2].containerd < sizes[3].containerd);
 }
