@@ -430,6 +430,32 @@ def check_scenario(check: Check, template_path: Path, label: str, parameters: di
             maximum is not None and (reserved is None or int(reserved) >= int(maximum)),
             f"{label}: image-pushed reserves {reserved}, below its queue's MaximumConcurrency {maximum}",
         )
+    # EC2 Fast Launch on every distribution exactly when asked for, with its settings.
+    if active("DistributionConfiguration"):
+        distributions = resolver.resolve(resources["DistributionConfiguration"]["Properties"])["Distributions"]
+        wanted = resolver.values.get("FastLaunch", "false") == "true"
+        for distribution in distributions:
+            fast = distribution.get("FastLaunchConfigurations")
+            if not wanted:
+                check.expect(fast is None, f"{label}: no Fast Launch in {distribution['Region']} unless FastLaunch=true")
+                continue
+            expected = {
+                "Enabled": True,
+                "AccountId": ACCOUNT,
+                "MaxParallelLaunches": int(resolver.values.get("FastLaunchParallelLaunches", 6)),
+                "SnapshotConfiguration": {"TargetResourceCount": int(resolver.values.get("FastLaunchSnapshots", 5))},
+            }
+            template_id = resolver.values.get("FastLaunchLaunchTemplateId", "")
+            if template_id and distribution["Region"] == REGION:
+                expected["LaunchTemplate"] = {"LaunchTemplateId": template_id}
+            got = fast[0] if fast else None
+            if got is not None:
+                got = {**got, "MaxParallelLaunches": int(got["MaxParallelLaunches"]),
+                       "SnapshotConfiguration": {"TargetResourceCount": int(got["SnapshotConfiguration"]["TargetResourceCount"])}}
+            check.expect(
+                fast is not None and len(fast) == 1 and got == expected,
+                f"{label}: Fast Launch in {distribution['Region']} is {expected}, got {fast}",
+            )
     # An existing pipeline's execution role is passable exactly when it is given.
     write = resolver.resolve(resources["WriteComponentPolicy"]["Properties"]["PolicyDocument"])
     passing = statement(write, "PassPipelineExecutionRole")
@@ -486,6 +512,20 @@ def main() -> int:
         template_path,
         "another recipe name",
         {"WatchedRepositories": "team/web", "WatchedImages": "team/web:v42", "RecipeName": "windows-cache-b"},
+    )
+    check_scenario(
+        check,
+        template_path,
+        "EC2 Fast Launch in two regions",
+        {
+            "WatchedRepositories": "team/web",
+            "WatchedImages": "team/web:v42",
+            "DistributionRegions": "eu-west-1",
+            "FastLaunch": "true",
+            "FastLaunchSnapshots": "10",
+            "FastLaunchParallelLaunches": "8",
+            "FastLaunchLaunchTemplateId": "lt-0123456789abcdef0",
+        },
     )
     check_scenario(
         check,
