@@ -7,9 +7,10 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::emulator::{Emulator, EmulatorConfig};
 use crate::moto::{self, MotoServer};
 
-/// Credentials the bench accepts. moto and the emulator check signatures' shape, not keys.
+/// Credentials the bench accepts. moto and the emulator check signatures' shape, not keys. The
+/// secret is distinctive so a test can show it is never printed.
 pub const ACCESS_KEY_ID: &str = "testing";
-pub const SECRET_ACCESS_KEY: &str = "testing";
+pub const SECRET_ACCESS_KEY: &str = "prepull-bench-secret-never-printed";
 
 /// The environment that points any AWS SDK, boto3 or the AWS CLI at a bench whose emulator
 /// listens on `url`. Every service goes through the emulator, which passes SSM, ECR and EC2

@@ -59,6 +59,23 @@ async fn the_demo_story_passes_every_step_with_the_default_images() {
     }
     assert!(report.document.contains("# prepull-runtime: containerd"));
     assert_metrics(&report);
+    assert_no_secret(&report, &output);
+}
+
+/// The credentials the functions run with appear nowhere they print: logs, summaries, the
+/// demo's output, the rendered document.
+fn assert_no_secret(report: &Report, output: &str) {
+    let secret = prepull_bench::bench::SECRET_ACCESS_KEY;
+    let mut printed: Vec<&str> = vec![output, &report.document];
+    for (_, lines) in &report.logs {
+        printed.extend(lines.iter().map(String::as_str));
+    }
+    let summaries: Vec<String> = report.steps.iter().map(|s| s.summary.to_string()).collect();
+    printed.extend(summaries.iter().map(String::as_str));
+    assert!(printed.len() > 20, "the functions printed something");
+    for text in printed {
+        assert!(!text.contains(secret), "the secret key leaked: {text}");
+    }
 }
 
 /// The functions' EMF lines parse as CloudWatch reads them, carry the function and pipeline

@@ -1242,3 +1242,46 @@ async fn with_every_watched_image_gone_nothing_is_built_and_the_summary_says_why
         "no build of an empty cache"
     );
 }
+
+#[tokio::test]
+async fn a_throttled_confirmation_is_retried_and_an_exhausted_one_starts_nothing_until_redelivery()
+{
+    let s = scenario(&["team/web:v42", "team/api:v7"]).await;
+    built_once(&s).await;
+    let digest = s
+        .push("team/web", "v42", "web, second build")
+        .await
+        .unwrap();
+    let batch = sqs_batch(&[push_event("e-2", "team/web", "v42", &digest, &at(2))]);
+
+    // More throttles than the SDK's three attempts absorb: the invocation fails, retryably,
+    // before any build starts; the version it wrote stays for the retry.
+    s.bench
+        .emulator
+        .inject(Fault::new("DescribeImages", FaultKind::Throttle, 3));
+    let error = handle(&s.common, batch.clone()).await.unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("DescribeImages"), "{error}");
+    assert!(successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).is_empty());
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("CreateComponent")).len(),
+        1
+    );
+
+    // SQS delivers the batch again; two throttles are within the SDK's retries.
+    s.bench
+        .emulator
+        .inject(Fault::new("DescribeImages", FaultKind::Throttle, 2));
+    let summary = handle(&s.common, batch).await.unwrap();
+    assert_eq!(summary.outcome, Outcome::BuildStarted);
+    assert!(summary.removed.is_empty(), "team/api is still in ECR");
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("CreateComponent")).len(),
+        1,
+        "the retry found its version written"
+    );
+    assert_eq!(
+        successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).len(),
+        1
+    );
+}
