@@ -121,3 +121,133 @@ fn the_templates_bootstrap_version_is_a_document_awstoe_accepts() {
         (Manifest::new(), Some(Runtime::Containerd))
     );
 }
+
+/// The scripts of a rendered document: the build step's, then the validate step's.
+fn scripts(document: &str) -> Vec<String> {
+    let parsed: serde_norway::Value = serde_norway::from_str(document).unwrap();
+    parsed["phases"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|phase| {
+            phase["steps"][0]["inputs"]["commands"][0]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn powershell(script: &str) -> tree_sitter::Tree {
+    let mut parser = tree_sitter::Parser::new();
+    parser
+        .set_language(&tree_sitter_powershell::LANGUAGE.into())
+        .unwrap();
+    parser.parse(script, None).unwrap()
+}
+
+/// The kinds of the named nodes, in order: the script's structure without its text.
+fn shape(tree: &tree_sitter::Tree) -> Vec<&'static str> {
+    let mut kinds = Vec::new();
+    let mut cursor = tree.walk();
+    let mut descending = true;
+    loop {
+        if descending {
+            if cursor.node().is_named() {
+                kinds.push(cursor.node().kind());
+            }
+            if cursor.goto_first_child() {
+                continue;
+            }
+        }
+        if cursor.goto_next_sibling() {
+            descending = true;
+            continue;
+        }
+        if !cursor.goto_parent() {
+            return kinds;
+        }
+        descending = false;
+    }
+}
+
+/// Every script parses as PowerShell with no error or missing node, and its structure is the
+/// same as the empty manifest's: the names, tags and digests are data inside one literal, and
+/// cannot become code whatever they are.
+fn assert_scripts_inert(manifest: &Manifest, runtime: Runtime) {
+    let document = render(manifest, runtime, "prepull-cache").unwrap();
+    let empty = render(&Manifest::new(), runtime, "prepull-cache").unwrap();
+    for (script, reference) in scripts(&document).iter().zip(scripts(&empty)) {
+        let tree = powershell(script);
+        assert!(
+            !tree.root_node().has_error(),
+            "the script does not parse as PowerShell:\n{script}\n{}",
+            tree.root_node().to_sexp()
+        );
+        assert_eq!(
+            shape(&tree),
+            shape(&powershell(&reference)),
+            "the manifest changed the script's structure:\n{script}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_script_parses_as_powershell_and_the_data_never_changes_its_structure(
+        manifest in manifest(),
+        docker in any::<bool>(),
+    ) {
+        let runtime = if docker { Runtime::Docker } else { Runtime::Containerd };
+        if render(&manifest, runtime, "prepull-cache").is_ok() {
+            assert_scripts_inert(&manifest, runtime);
+        }
+    }
+}
+
+#[test]
+fn names_that_look_like_powershell_or_yaml_stay_data() {
+    let registry = Registry::for_account("123456789012", "us-east-1").unwrap();
+    let looks_like_code = [
+        "iex:Invoke-Expression",
+        "remove-item/c:Remove-Item",
+        "start-process:Start-Process",
+        "write-output/password:_",
+        "foreach/if/else:_---",
+        "registry:registry",
+        "a_b/c.d-e:a.-b",
+        "powershell:0x1",
+    ];
+    let manifest: Manifest = looks_like_code
+        .iter()
+        .enumerate()
+        .map(|(n, reference)| PinnedImage {
+            image: ImageRef::parse(reference, &registry).unwrap(),
+            digest: Digest::parse(&format!("sha256:{:064x}", n + 1)).unwrap(),
+            pushed_at: None,
+        })
+        .collect();
+    assert_eq!(manifest.len(), looks_like_code.len());
+    // The checks can fail: a broken script has an error node, and a line that closed the
+    // here-string early would change the structure.
+    assert!(
+        powershell("if ($x) { Write-Output 1")
+            .root_node()
+            .has_error()
+    );
+    let build = &scripts(&render(&manifest, Runtime::Docker, "prepull-cache").unwrap())[0];
+    let escaped = build.replacen(
+        "\nregistry ",
+        "\n'@\nRemove-Item -Recurse C:\\\n$rest = @'\nregistry ",
+        1,
+    );
+    let empty = &scripts(&render(&Manifest::new(), Runtime::Docker, "prepull-cache").unwrap())[0];
+    assert_ne!(shape(&powershell(&escaped)), shape(&powershell(empty)));
+    for runtime in [Runtime::Containerd, Runtime::Docker] {
+        assert_scripts_inert(&manifest, runtime);
+        let document = render(&manifest, runtime, "prepull-cache").unwrap();
+        assert_eq!(read_manifest(&document).unwrap().0, manifest);
+    }
+}
