@@ -13,6 +13,7 @@ mod dashboard;
 mod demo_scenario;
 mod fixtures;
 mod golden_documents;
+mod hostile;
 mod image_pushed;
 mod patch_day;
 mod performance;

@@ -38,11 +38,18 @@ pub fn read_state_change(input: &Value) -> Result<StateChange, InvalidInput> {
         )));
     }
     let missing = |field: &str| invalid(format!("field `{field}` is missing or not a string"));
-    let arn = envelope
-        .resources
-        .as_deref()
-        .and_then(<[String]>::first)
-        .ok_or_else(|| missing("resources[0]"))?;
+    // An image state change names exactly one image ("EventBridge events that Image Builder
+    // sends"); any other count is not such an event, and which image it means is a guess.
+    let arn = match envelope.resources.as_deref() {
+        Some([only]) => only,
+        Some([]) | None => return Err(missing("resources[0]")),
+        Some(more) => {
+            return Err(invalid(format!(
+                "field `resources` names {} images; an image state change names one",
+                more.len()
+            )));
+        }
+    };
     let image_arn = ImageBuilderArn::image_build_version(arn)
         .map_err(|e| invalid(format!("field `resources[0]`: {e}")))?;
     let status = envelope
