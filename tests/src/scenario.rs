@@ -67,6 +67,27 @@ impl Scenario {
         })
     }
 
+    /// Deletes `repository:tag` from ECR (moto), as a person or a lifecycle policy would.
+    pub async fn delete(&self, repository: &str, tag: &str) -> anyhow::Result<()> {
+        let deleted = self
+            .ecr
+            .batch_delete_image()
+            .repository_name(repository)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_tag(tag)
+                    .build(),
+            )
+            .send()
+            .await?;
+        anyhow::ensure!(
+            deleted.image_ids().len() == 1,
+            "{repository}:{tag} was not deleted: {:?}",
+            deleted.failures()
+        );
+        Ok(())
+    }
+
     /// Pushes a new image to ECR (moto) and returns its digest. Not logged as a prepull call:
     /// the log is cleared by callers that assert on it.
     pub async fn push(&self, repository: &str, tag: &str, content: &str) -> anyhow::Result<String> {

@@ -1057,25 +1057,14 @@ async fn race(s: &Scenario, web: &str, api: &str) -> (Summary, Summary) {
     (a.expect("no error"), b.expect("no error"))
 }
 
-/// Deletes `repository:tag` from ECR (moto), as a person or a lifecycle policy would.
-async fn delete_from_ecr(s: &Scenario, repository: &str, tag: &str) {
-    let deleted = s
-        .ecr
-        .batch_delete_image()
-        .repository_name(repository)
-        .image_ids(
-            aws_sdk_ecr::types::ImageIdentifier::builder()
-                .image_tag(tag)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        deleted.image_ids().len(),
-        1,
-        "{repository}:{tag} was deleted"
-    );
+/// team/api:v7 as the summary lists it, `image@digest`.
+fn pinned_api(summary: &Summary) -> String {
+    summary
+        .images
+        .iter()
+        .find(|i| i.contains("team/api:v7"))
+        .unwrap()
+        .clone()
 }
 
 /// Two watched images built once (AVAILABLE); returns the push summary.
@@ -1104,15 +1093,9 @@ async fn built_once(s: &Scenario) -> Summary {
 #[tokio::test]
 async fn a_deleted_watched_tag_leaves_the_manifest_at_once() {
     let s = scenario(&["team/web:v42", "team/api:v7"]).await;
-    let first = built_once(&s).await;
-    let api = first
-        .images
-        .iter()
-        .find(|i| i.contains("team/api:v7"))
-        .unwrap()
-        .clone();
+    let api = pinned_api(&built_once(&s).await);
     let api_digest = api.rsplit('@').next().unwrap().to_owned();
-    delete_from_ecr(&s, "team/api", "v7").await;
+    s.delete("team/api", "v7").await.unwrap();
 
     let summary = handle(
         &s.common,
@@ -1152,15 +1135,9 @@ async fn a_deleted_watched_tag_leaves_the_manifest_at_once() {
 #[tokio::test]
 async fn a_build_never_starts_with_a_digest_ecr_no_longer_has() {
     let s = scenario(&["team/web:v42", "team/api:v7"]).await;
-    let first = built_once(&s).await;
-    let api = first
-        .images
-        .iter()
-        .find(|i| i.contains("team/api:v7"))
-        .unwrap()
-        .clone();
+    let api = pinned_api(&built_once(&s).await);
     // A lifecycle policy expires team/api:v7; its event never reaches prepull.
-    delete_from_ecr(&s, "team/api", "v7").await;
+    s.delete("team/api", "v7").await.unwrap();
     let digest = s
         .push("team/web", "v42", "web, second build")
         .await
@@ -1210,7 +1187,7 @@ async fn with_every_watched_image_gone_nothing_is_built_and_the_summary_says_why
             None,
         )
         .unwrap();
-    delete_from_ecr(&s, "team/web", "v42").await;
+    s.delete("team/web", "v42").await.unwrap();
     s.bench.emulator.clear_requests();
     let summary = handle(
         &s.common,

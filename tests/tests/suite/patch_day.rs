@@ -478,24 +478,10 @@ async fn a_run_that_failed_after_writing_the_version_is_finished_by_the_retry() 
     );
 }
 
-async fn delete_from_ecr(s: &Scenario, repository: &str, tag: &str) {
-    s.ecr
-        .batch_delete_image()
-        .repository_name(repository)
-        .image_ids(
-            aws_sdk_ecr::types::ImageIdentifier::builder()
-                .image_tag(tag)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn images_gone_from_ecr_leave_the_manifest_and_an_empty_cache_is_never_built() {
     let s = established().await;
-    delete_from_ecr(&s, "team/api", "v7").await;
+    s.delete("team/api", "v7").await.unwrap();
     let summary = dry_then_real(&s, schedule(), "r-1", "2026-12-02T06:00:00Z").await;
     assert_eq!(summary.outcome, Outcome::BuildStarted);
     assert_eq!(summary.reasons, ["manifest-changed"]);
@@ -516,7 +502,7 @@ async fn images_gone_from_ecr_leave_the_manifest_and_an_empty_cache_is_never_bui
         )
         .unwrap();
 
-    delete_from_ecr(&s, "team/web", "v42").await;
+    s.delete("team/web", "v42").await.unwrap();
     s.bench.emulator.clear_requests();
     let forced = dry_then_real(
         &s,
