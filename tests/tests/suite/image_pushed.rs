@@ -1262,3 +1262,130 @@ async fn a_throttled_confirmation_is_retried_and_an_exhausted_one_starts_nothing
         1
     );
 }
+
+/// Eight invocations at once on overlapping batches, with ListComponents lagging behind the
+/// writes: every push ends up in the latest version, no two versions carry the same manifest,
+/// and at most one build runs. A batch whose invocation gives up (contention) is delivered
+/// again, as SQS would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_invocations_at_once_on_overlapping_batches_lose_nothing() {
+    let images = ["team/a:v1", "team/b:v1", "team/c:v1", "team/d:v1"];
+    let s = scenario(&images).await;
+    // An established cache first (its version long listed), then ListComponents lagging one
+    // build behind every write from here on.
+    let digest = s.push("team/a", "v1", "team/a first").await.unwrap();
+    let first = handle(
+        &s.common,
+        sqs_batch(&[push_event("e-0", "team/a", "v1", &digest, &at(-60))]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.component_version.as_deref(), Some("1.0.1"));
+    s.bench.emulator.set_component_list_lag(1);
+    let mut batches = Vec::new();
+    let mut newest: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    // The pushes happen after the established version read ECR, one second apart in push
+    // order, as their events say.
+    let first_event = chrono::Utc::now() + chrono::Duration::seconds(1);
+    for n in 0..8_usize {
+        let mut events = Vec::new();
+        for (k, reference) in [images[n % 4], images[(n + 1) % 4]].into_iter().enumerate() {
+            let (repository, tag) = reference.split_once(':').unwrap();
+            let digest = s
+                .push(repository, tag, &format!("{reference} batch {n}"))
+                .await
+                .unwrap();
+            let time = (first_event + chrono::Duration::seconds(i64::try_from(2 * n + k).unwrap()))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            events.push(push_event(
+                &format!("e-{n}-{k}"),
+                repository,
+                tag,
+                &digest,
+                &time,
+            ));
+            newest.insert(reference, digest);
+        }
+        batches.push(sqs_batch(&events));
+    }
+    s.bench.emulator.clear_requests();
+
+    let runs = batches.iter().map(|batch| {
+        let common = &s.common;
+        async move {
+            for _ in 0..5 {
+                match handle(common, batch.clone()).await {
+                    Ok(summary) => return summary,
+                    Err(error) if error.is_retryable() => {}
+                    Err(error) => panic!("{error}"),
+                }
+            }
+            panic!("a batch kept failing")
+        }
+    });
+    let summaries = futures_util::future::join_all(runs).await;
+    assert_eq!(summaries.len(), 8);
+
+    let (manifest, _) = read_manifest(&latest_document(&s).await).unwrap();
+    for (reference, digest) in &newest {
+        let pinned = manifest
+            .images()
+            .find(|p| reference.starts_with(&format!("{}:", p.image.repository)))
+            .unwrap_or_else(|| panic!("{reference} is in the latest version"));
+        assert_eq!(
+            pinned.digest.as_str(),
+            digest,
+            "{reference}: the newest push"
+        );
+    }
+    // Each version's content is its first build (a colliding write becomes build 2 of a
+    // version, or is refused, and is merged into the next): no two versions may carry the
+    // same manifest.
+    // prepull numbers versions 1.0.0, 1.0.1, …: read each one's first build.
+    let mut seen: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for patch in 0.. {
+        let first_build = format!(
+            "arn:aws:imagebuilder:us-east-1:123456789012:component/prepull-cache/1.0.{patch}/1"
+        );
+        let component = match s
+            .imagebuilder
+            .get_component()
+            .component_build_version_arn(&first_build)
+            .send()
+            .await
+        {
+            Ok(component) => component,
+            // The version after the last one does not exist.
+            Err(_) => break,
+        };
+        let (manifest, _) = read_manifest(component.component().unwrap().data().unwrap()).unwrap();
+        if let Some(earlier) = seen.insert(manifest.hash(), first_build.clone()) {
+            panic!("{earlier} and {first_build} carry the same manifest");
+        }
+    }
+    assert!(seen.len() >= 2, "versions were written: {seen:?}");
+    let running = s
+        .imagebuilder
+        .list_image_pipeline_images()
+        .image_pipeline_arn(&s.pipeline.pipeline_arn)
+        .send()
+        .await
+        .unwrap()
+        .image_summary_list()
+        .iter()
+        .filter(|i| {
+            i.state().and_then(|st| st.status()).is_some_and(|st| {
+                [
+                    "PENDING",
+                    "CREATING",
+                    "BUILDING",
+                    "TESTING",
+                    "DISTRIBUTING",
+                    "INTEGRATING",
+                ]
+                .contains(&st.as_str())
+            })
+        })
+        .count();
+    assert!(running <= 1, "{running} builds running");
+}
