@@ -69,39 +69,50 @@ async fn current_digest(
     clients: &AwsClients,
     image: &ImageRef,
 ) -> Result<Option<Digest>, PrepullError> {
-    let client = clients.ecr_in(image.registry.region());
-    let response = client
-        .describe_images()
-        .registry_id(image.registry.account_id())
-        .repository_name(image.repository.as_str())
-        .image_ids(
-            ImageIdentifier::builder()
-                .image_tag(image.tag.as_str())
-                .build(),
-        )
-        .send()
-        .await;
-    let details = match response {
-        Ok(response) => response.image_details,
-        Err(error) => {
-            let service = error.as_service_error();
-            if service.is_some_and(|e| {
-                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
-            }) {
-                return Ok(None);
-            }
-            return Err(aws_error("DescribeImages", error));
-        }
-    };
-    let Some(detail) = details.unwrap_or_default().into_iter().next() else {
+    let wanted = ImageIdentifier::builder()
+        .image_tag(image.tag.as_str())
+        .build();
+    let Some(digest) = describe_one(clients, image, wanted).await? else {
         return Ok(None);
     };
-    Digest::parse(detail.image_digest().unwrap_or_default())
+    Digest::parse(&digest)
         .map(Some)
         .map_err(|e| PrepullError::Unexpected {
             what: "DescribeImages",
             detail: e.to_string(),
         })
+}
+
+/// DescribeImages for one image of `image`'s repository, in its own registry and region: the
+/// digest ECR answers with, or `None` when it has no such repository or image.
+async fn describe_one(
+    clients: &AwsClients,
+    image: &ImageRef,
+    wanted: ImageIdentifier,
+) -> Result<Option<String>, PrepullError> {
+    let response = clients
+        .ecr_in(image.registry.region())
+        .describe_images()
+        .registry_id(image.registry.account_id())
+        .repository_name(image.repository.as_str())
+        .image_ids(wanted)
+        .send()
+        .await;
+    match response {
+        Ok(response) => Ok(response
+            .image_details()
+            .first()
+            .and_then(|d| d.image_digest())
+            .map(str::to_owned)),
+        Err(error)
+            if error.as_service_error().is_some_and(|e| {
+                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+            }) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(aws_error("DescribeImages", error)),
+    }
 }
 
 /// The images whose pinned digest ECR no longer has (the image was deleted, or its repository
@@ -130,30 +141,8 @@ async fn digest_exists(
     image: &ImageRef,
     digest: &Digest,
 ) -> Result<bool, PrepullError> {
-    let client = clients.ecr_in(image.registry.region());
-    let response = client
-        .describe_images()
-        .registry_id(image.registry.account_id())
-        .repository_name(image.repository.as_str())
-        .image_ids(
-            ImageIdentifier::builder()
-                .image_digest(digest.as_str())
-                .build(),
-        )
-        .send()
-        .await;
-    match response {
-        Ok(response) => Ok(response
-            .image_details()
-            .iter()
-            .any(|d| d.image_digest() == Some(digest.as_str()))),
-        Err(error)
-            if error.as_service_error().is_some_and(|e| {
-                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
-            }) =>
-        {
-            Ok(false)
-        }
-        Err(error) => Err(aws_error("DescribeImages", error)),
-    }
+    let wanted = ImageIdentifier::builder()
+        .image_digest(digest.as_str())
+        .build();
+    Ok(describe_one(clients, image, wanted).await?.as_deref() == Some(digest.as_str()))
 }
