@@ -16,7 +16,7 @@ use crate::emulator::Emulator;
 use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec};
 use crate::scenario::{ACCOUNT, REGION, Scenario, push_event, sqs_batch};
-use crate::seed::{PipelineSeed, seed_group};
+use crate::seed::{PipelineSeed, seed_fleet_template, seed_group};
 
 /// The Auto Scaling groups of the build-finished scenarios.
 pub const GROUPS: [&str; 2] = ["eks-windows-a", "eks-windows-b"];
@@ -172,6 +172,7 @@ pub async fn scenario() -> anyhow::Result<Scenario> {
     )
     .await?;
     let autoscaling = aws_sdk_autoscaling::Client::new(&scenario.bench.sdk_config().await);
+    seed_fleet_template(&scenario.bench, PARAMETER).await?;
     for group in GROUPS {
         seed_group(&autoscaling, group).await?;
     }

@@ -17,7 +17,9 @@ use crate::cargo_lambda::CargoLambdaWatch;
 use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec, Outcome, binary_dir};
 use crate::scenario::{ensure_repository, push_event, push_image, sqs_batch};
-use crate::seed::{PipelineSeed, seed_group_with_template, seed_pipeline};
+use crate::seed::{
+    PipelineSeed, ROOT_VOLUME_GIB, seed_group_with_template, seed_launch_template, seed_pipeline,
+};
 
 /// The images the demo watches unless told otherwise: an IIS site, a worker and an agent.
 pub const DEFAULT_IMAGES: &str =
@@ -347,7 +349,13 @@ pub async fn run(bench: &Bench, options: &Options, out: &mut dyn Write) -> anyho
         out,
         "  SSM          {PARENT_PARAMETER} = {parent_ami} (the parent image), {AMI_PARAMETER} = {parent_ami}"
     )?;
-    create_launch_template(bench).await?;
+    seed_launch_template(
+        bench,
+        LAUNCH_TEMPLATE,
+        &format!("resolve:ssm:{AMI_PARAMETER}"),
+        Some(ROOT_VOLUME_GIB),
+    )
+    .await?;
     seed_group_with_template(&autoscaling, GROUP, LAUNCH_TEMPLATE).await?;
     writeln!(
         out,
@@ -828,44 +836,6 @@ async fn parameter_value(ssm: &aws_sdk_ssm::Client, name: &str) -> anyhow::Resul
         .and_then(|p| p.value())
         .unwrap_or_default()
         .to_owned())
-}
-
-/// A launch template whose image is the AMI parameter, resolved at each launch. Written to
-/// moto (EC2) through the bench as a plain EC2 Query call: the tests carry no EC2 SDK.
-async fn create_launch_template(bench: &Bench) -> anyhow::Result<()> {
-    let config = bench.emulator.config();
-    let body = serde_urlencoded::to_string([
-        ("Action", "CreateLaunchTemplate"),
-        ("Version", "2016-11-15"),
-        ("LaunchTemplateName", LAUNCH_TEMPLATE),
-        (
-            "LaunchTemplateData.ImageId",
-            &format!("resolve:ssm:{AMI_PARAMETER}"),
-        ),
-        ("LaunchTemplateData.InstanceType", "m5.xlarge"),
-    ])?;
-    let date = Utc::now().format("%Y%m%d");
-    let response = reqwest::Client::new()
-        .post(bench.url())
-        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
-        .header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential={}/{date}/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
-                crate::bench::ACCESS_KEY_ID,
-                config.region
-            ),
-        )
-        .body(body)
-        .send()
-        .await
-        .context("CreateLaunchTemplate")?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() || !text.contains(LAUNCH_TEMPLATE) {
-        bail!("CreateLaunchTemplate failed ({status}): {text}");
-    }
-    Ok(())
 }
 
 /// The document of the newest cache component version the story wrote.

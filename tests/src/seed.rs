@@ -4,8 +4,15 @@
 use anyhow::Context;
 use aws_sdk_imagebuilder::Client;
 use aws_sdk_imagebuilder::types::{
-    AmiDistributionConfiguration, ComponentConfiguration, Distribution, PipelineStatus, Platform,
+    AmiDistributionConfiguration, ComponentConfiguration, Distribution,
+    EbsInstanceBlockDeviceSpecification, EbsVolumeType, InstanceBlockDeviceMapping, PipelineStatus,
+    Platform,
 };
+
+use crate::bench::Bench;
+
+/// The seeded recipe's root volume, as the template's `RootVolumeSize` defaults it.
+pub const ROOT_VOLUME_GIB: i32 = 100;
 
 /// The cache component's document before prepull has written its first version.
 /// The bootstrap version's document, as the template writes it (less its comment lines).
@@ -102,6 +109,18 @@ pub async fn seed_pipeline(client: &Client, seed: &PipelineSeed) -> anyhow::Resu
                 .build()?,
         )
         .working_directory("C:\\")
+        .block_device_mappings(
+            InstanceBlockDeviceMapping::builder()
+                .device_name(prepull::core::launch_template::WINDOWS_ROOT_DEVICE)
+                .ebs(
+                    EbsInstanceBlockDeviceSpecification::builder()
+                        .volume_size(ROOT_VOLUME_GIB)
+                        .volume_type(EbsVolumeType::Gp3)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
         .send()
         .await
         .context("CreateImageRecipe")?;
@@ -174,10 +193,24 @@ pub async fn seed_pipeline(client: &Client, seed: &PipelineSeed) -> anyhow::Resu
     })
 }
 
-/// An Auto Scaling group of two Windows nodes whose launch template resolves the AMI
-/// parameter at launch, as prepull's fleet would look.
+/// The launch template [`seed_group`]'s groups launch from, as prepull's fleet would have it:
+/// `ImageId` `resolve:ssm:<parameter>` and the recipe's root volume.
+pub async fn seed_fleet_template(bench: &Bench, parameter: &str) -> anyhow::Result<()> {
+    seed_launch_template(
+        bench,
+        FLEET_TEMPLATE,
+        &format!("resolve:ssm:{parameter}"),
+        Some(ROOT_VOLUME_GIB),
+    )
+    .await
+}
+
+/// The launch template [`seed_fleet_template`] makes.
+pub const FLEET_TEMPLATE: &str = "windows-nodes";
+
+/// An Auto Scaling group of two Windows nodes launched from [`FLEET_TEMPLATE`] (`$Latest`).
 pub async fn seed_group(client: &aws_sdk_autoscaling::Client, name: &str) -> anyhow::Result<()> {
-    seed_group_with_template(client, name, "windows-nodes").await
+    seed_group_with_template(client, name, FLEET_TEMPLATE).await
 }
 
 /// An Auto Scaling group of two nodes launched from `launch_template` (`$Latest`).
@@ -201,5 +234,72 @@ pub async fn seed_group_with_template(
         .send()
         .await
         .context("CreateAutoScalingGroup")?;
+    Ok(())
+}
+
+/// One EC2 Query call to moto through the bench (the tests carry no EC2 SDK); returns the
+/// response body.
+pub async fn ec2_query(bench: &Bench, params: &[(&str, &str)]) -> anyhow::Result<String> {
+    let config = bench.emulator.config();
+    let mut form = vec![("Version", "2016-11-15")];
+    form.extend_from_slice(params);
+    let body = serde_urlencoded::to_string(&form)?;
+    let date = chrono::Utc::now().format("%Y%m%d");
+    let response = reqwest::Client::new()
+        .post(bench.url())
+        .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={}/{date}/{}/ec2/aws4_request, SignedHeaders=host, Signature=0",
+                crate::bench::ACCESS_KEY_ID,
+                config.region
+            ),
+        )
+        .body(body)
+        .send()
+        .await
+        .context("EC2 query")?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("EC2 {params:?} failed ({status}): {text}");
+    }
+    Ok(text)
+}
+
+/// A launch template nodes launch from: `image_id` (`resolve:ssm:<parameter>` for a fleet
+/// prepull can refresh) and, when given, a root volume of that size.
+pub async fn seed_launch_template(
+    bench: &Bench,
+    name: &str,
+    image_id: &str,
+    root_volume_gib: Option<i32>,
+) -> anyhow::Result<()> {
+    let size = root_volume_gib.map(|s| s.to_string());
+    let mut params = vec![
+        ("Action", "CreateLaunchTemplate"),
+        ("LaunchTemplateName", name),
+        ("LaunchTemplateData.ImageId", image_id),
+        ("LaunchTemplateData.InstanceType", "m5.xlarge"),
+    ];
+    if let Some(size) = &size {
+        params.extend([
+            (
+                "LaunchTemplateData.BlockDeviceMapping.1.DeviceName",
+                prepull::core::launch_template::WINDOWS_ROOT_DEVICE,
+            ),
+            (
+                "LaunchTemplateData.BlockDeviceMapping.1.Ebs.VolumeSize",
+                size,
+            ),
+            (
+                "LaunchTemplateData.BlockDeviceMapping.1.Ebs.VolumeType",
+                "gp3",
+            ),
+        ]);
+    }
+    let text = ec2_query(bench, &params).await?;
+    anyhow::ensure!(text.contains(name), "CreateLaunchTemplate answered {text}");
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod config;
 pub mod document;
 pub mod events;
 pub mod image;
+pub mod launch_template;
 pub mod manifest;
 pub mod metrics;
 pub mod parameter;

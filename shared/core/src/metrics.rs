@@ -57,13 +57,15 @@ pub enum Metric {
     RefreshesReplaced,
     RefreshesSkipped,
     RefreshesFailed,
+    /// A group whose launch template cannot take the AMI: reported, and no refresh started.
+    RefreshesMisconfigured,
     /// From the oldest push in a build's manifest that the previous AMI lacked to the publish
     /// of the AMI that holds it.
     PushToAmiLatency,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 17] = [
         Metric::PushesSeen,
         Metric::PushesIgnored,
         Metric::PushesRejected,
@@ -79,6 +81,7 @@ impl Metric {
         Metric::RefreshesReplaced,
         Metric::RefreshesSkipped,
         Metric::RefreshesFailed,
+        Metric::RefreshesMisconfigured,
         Metric::PushToAmiLatency,
     ];
 
@@ -99,6 +102,7 @@ impl Metric {
             Metric::RefreshesReplaced => "RefreshesReplaced",
             Metric::RefreshesSkipped => "RefreshesSkipped",
             Metric::RefreshesFailed => "RefreshesFailed",
+            Metric::RefreshesMisconfigured => "RefreshesMisconfigured",
             Metric::PushToAmiLatency => "PushToAmiLatency",
         }
     }
@@ -120,6 +124,7 @@ pub fn for_refresh(result: RefreshResult) -> Option<Metric> {
         | RefreshResult::AlreadyRolledOut
         | RefreshResult::SkippedRefreshInProgress => Some(Metric::RefreshesSkipped),
         RefreshResult::Failed => Some(Metric::RefreshesFailed),
+        RefreshResult::Misconfigured => Some(Metric::RefreshesMisconfigured),
         RefreshResult::WouldStart | RefreshResult::WouldReplace => None,
     }
 }
@@ -222,6 +227,10 @@ mod tests {
                 Some(Metric::RefreshesSkipped),
             ),
             (RefreshResult::Failed, Some(Metric::RefreshesFailed)),
+            (
+                RefreshResult::Misconfigured,
+                Some(Metric::RefreshesMisconfigured),
+            ),
             (RefreshResult::WouldStart, None),
             (RefreshResult::WouldReplace, None),
         ];

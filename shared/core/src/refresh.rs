@@ -109,6 +109,9 @@ pub enum RefreshResult {
     AlreadyRolledOut,
     SkippedRefreshInProgress,
     Failed,
+    /// The group's launch template cannot take the AMI (see
+    /// [`crate::launch_template::Misconfiguration`]): no refresh was started.
+    Misconfigured,
     WouldStart,
     WouldReplace,
 }
@@ -122,6 +125,7 @@ impl RefreshResult {
             RefreshResult::AlreadyRolledOut => "already-rolled-out",
             RefreshResult::SkippedRefreshInProgress => "skipped-refresh-in-progress",
             RefreshResult::Failed => "failed",
+            RefreshResult::Misconfigured => "misconfigured",
             RefreshResult::WouldStart => "would-start",
             RefreshResult::WouldReplace => "would-replace",
         }

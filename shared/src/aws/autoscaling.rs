@@ -6,6 +6,7 @@ use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefresh
 use aws_sdk_autoscaling::types::{RefreshPreferences, ScaleInProtectedInstances};
 use aws_smithy_runtime_api::http::Response;
 use prepull_core::config::FleetSettings;
+use prepull_core::launch_template::{GroupLaunch, TemplateRef};
 use prepull_core::refresh::{RecentRefresh, UnknownRefreshStatus};
 
 use crate::aws::errors::aws_error;
@@ -41,6 +42,61 @@ pub async fn recent_refreshes(
             })
         })
         .collect()
+}
+
+/// How each group launches instances, from one `DescribeAutoScalingGroups` (its pages
+/// followed); a group it does not list is [`GroupLaunch::GroupNotFound`].
+pub async fn launches(
+    client: &Client,
+    groups: &[String],
+) -> Result<Vec<(String, GroupLaunch)>, PrepullError> {
+    let pages: Vec<_> = client
+        .describe_auto_scaling_groups()
+        .set_auto_scaling_group_names(Some(groups.to_vec()))
+        .into_paginator()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
+    let mut described = Vec::new();
+    for page in pages {
+        let page = page.map_err(|e| aws_error("DescribeAutoScalingGroups", e))?;
+        described.extend(page.auto_scaling_groups().iter().cloned());
+    }
+    Ok(groups
+        .iter()
+        .map(|name| {
+            let launch = described
+                .iter()
+                .find(|g| g.auto_scaling_group_name() == Some(name.as_str()))
+                .map_or(GroupLaunch::GroupNotFound, |group| {
+                    let spec =
+                        |t: &aws_sdk_autoscaling::types::LaunchTemplateSpecification| TemplateRef {
+                            id: t.launch_template_id().map(str::to_owned),
+                            name: t.launch_template_name().map(str::to_owned),
+                            // A group created without a version uses the default one.
+                            version: t.version().unwrap_or("$Default").to_owned(),
+                        };
+                    if let Some(policy) = group.mixed_instances_policy() {
+                        GroupLaunch::MixedInstances(
+                            policy
+                                .launch_template()
+                                .and_then(|t| t.launch_template_specification())
+                                .map(spec),
+                        )
+                    } else if let Some(template) = group.launch_template() {
+                        GroupLaunch::LaunchTemplate(spec(template))
+                    } else {
+                        GroupLaunch::LaunchConfiguration(
+                            group
+                                .launch_configuration_name()
+                                .unwrap_or_default()
+                                .to_owned(),
+                        )
+                    }
+                });
+            (name.clone(), launch)
+        })
+        .collect())
 }
 
 /// Cancels the group's refresh. One that ended meanwhile is not an error: it is gone.

@@ -13,6 +13,7 @@ use prepull_core::build::{
 };
 use prepull_core::component::{ComponentPlan, ComponentState};
 use prepull_core::document;
+use prepull_core::launch_template::WINDOWS_ROOT_DEVICE;
 use prepull_core::parameter::DistributedAmi;
 use prepull_core::recipe::{self, RecipeChange, RecipeFacts};
 use prepull_core::token::client_token;
@@ -572,6 +573,9 @@ pub struct ImageFacts {
     pub reason: Option<String>,
     /// Where the push-to-AMI latency starts (its `prepull:oldest-new-push` tag).
     pub oldest_new_push: Option<DateTime<Utc>>,
+    /// The AMI's root volume in GiB, as its recipe sized the Windows root device; `None` when
+    /// the recipe leaves it to the parent image.
+    pub root_volume_gib: Option<i32>,
 }
 
 pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFacts, PrepullError> {
@@ -607,5 +611,13 @@ pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFa
             .and_then(|t| t.get(OLDEST_NEW_PUSH_TAG))
             .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
             .map(|at| at.with_timezone(&Utc)),
+        root_volume_gib: image.image_recipe().and_then(|recipe| {
+            recipe
+                .block_device_mappings()
+                .iter()
+                .find(|m| m.device_name() == Some(WINDOWS_ROOT_DEVICE))
+                .and_then(|m| m.ebs())
+                .and_then(|ebs| ebs.volume_size())
+        }),
     })
 }

@@ -3,7 +3,7 @@
 //! Every client is built from one [`aws_config::SdkConfig`] loaded with
 //! [`aws_config::defaults`], so the SDK's standard settings apply unchanged: credentials,
 //! region, retry mode, and the endpoint variables `AWS_ENDPOINT_URL` and
-//! `AWS_ENDPOINT_URL_<SERVICE>` (`_IMAGEBUILDER`, `_AUTO_SCALING`, `_SSM`, `_ECR`). The
+//! `AWS_ENDPOINT_URL_<SERVICE>` (`_IMAGEBUILDER`, `_AUTO_SCALING`, `_SSM`, `_ECR`, `_EC2`). The
 //! endpoint variables are how the local bench under `tests/` is reached; there is deliberately
 //! no private override.
 //!
@@ -14,6 +14,7 @@
 //! region) are made on first use and kept, so a warm function reuses their connections.
 
 pub mod autoscaling;
+pub mod ec2;
 pub mod ecr;
 pub mod errors;
 pub mod imagebuilder;
@@ -39,6 +40,7 @@ pub struct AwsClients {
     autoscaling: OnceLock<aws_sdk_autoscaling::Client>,
     ssm: OnceLock<aws_sdk_ssm::Client>,
     ecr: OnceLock<aws_sdk_ecr::Client>,
+    ec2: OnceLock<ec2::Ec2>,
     regional_ssm: Regional<aws_sdk_ssm::Client>,
     regional_ecr: Regional<aws_sdk_ecr::Client>,
 }
@@ -94,6 +96,7 @@ impl AwsClients {
             autoscaling: OnceLock::new(),
             ssm: OnceLock::new(),
             ecr: OnceLock::new(),
+            ec2: OnceLock::new(),
             regional_ssm: Arc::default(),
             regional_ecr: Arc::default(),
         }
@@ -124,6 +127,11 @@ impl AwsClients {
     pub fn ecr(&self) -> &aws_sdk_ecr::Client {
         self.ecr
             .get_or_init(|| aws_sdk_ecr::Client::new(&self.config))
+    }
+
+    /// EC2 in the home region: the one launch template read (see [`ec2`]).
+    pub fn ec2(&self) -> &ec2::Ec2 {
+        self.ec2.get_or_init(|| ec2::Ec2::new(&self.config))
     }
 
     /// The SSM client for `region`: the home client there, else one made once and kept.

@@ -224,7 +224,29 @@ impl AutoScaling {
                 ),
             ));
         }
-        let launch_template = params.get("LaunchTemplate").cloned().unwrap_or(Value::Null);
+        // AWS needs exactly one way to launch (CreateAutoScalingGroup, Auto Scaling API
+        // Reference): "Valid requests must contain either LaunchTemplate,
+        // LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter."
+        let ways = [
+            "LaunchTemplate",
+            "LaunchConfigurationName",
+            "InstanceId",
+            "MixedInstancesPolicy",
+        ];
+        if ways.iter().filter(|w| params.get(**w).is_some()).count() != 1 {
+            return Err(ApiError::bad_request(
+                "ValidationError",
+                "Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.",
+            ));
+        }
+        // A launch template named without a version launches its default version, and
+        // DescribeAutoScalingGroups says so (`Version` is `$Default`).
+        let launch_template = params.get("LaunchTemplate").cloned().map(|mut template| {
+            if template.get("Version").is_none() {
+                template["Version"] = json!("$Default");
+            }
+            template
+        });
         let zones: Vec<Value> = params
             .get("AvailabilityZones")
             .and_then(Value::as_array)
@@ -254,7 +276,9 @@ impl AutoScaling {
                 uuid::Uuid::new_v4()
             )),
         );
-        group.insert("LaunchTemplate".into(), launch_template);
+        if let Some(template) = &launch_template {
+            group.insert("LaunchTemplate".into(), template.clone());
+        }
         group.insert("MinSize".into(), json!(min));
         group.insert("MaxSize".into(), json!(max));
         group.insert("DesiredCapacity".into(), json!(desired));
@@ -280,7 +304,13 @@ impl AutoScaling {
                     == Some("true")
             ),
         );
-        for field in ["VPCZoneIdentifier", "Tags", "DefaultInstanceWarmup"] {
+        for field in [
+            "VPCZoneIdentifier",
+            "Tags",
+            "DefaultInstanceWarmup",
+            "MixedInstancesPolicy",
+            "LaunchConfigurationName",
+        ] {
             if let Some(value) = params.get(field) {
                 group.insert(field.into(), value.clone());
             }

@@ -245,6 +245,7 @@ struct Inner {
 struct Models {
     imagebuilder: model::ServiceModel,
     autoscaling: model::ServiceModel,
+    ec2: model::ServiceModel,
 }
 
 /// Loaded once per process: every emulator checks against the same models.
@@ -257,6 +258,7 @@ fn models() -> std::io::Result<Arc<Models>> {
                 Ok(Models {
                     imagebuilder: model::ServiceModel::load(&data, "imagebuilder")?,
                     autoscaling: model::ServiceModel::load(&data, "autoscaling")?,
+                    ec2: model::ServiceModel::load(&data, "ec2")?,
                 })
             };
             load().map(Arc::new).map_err(|e| format!("{e:#}"))
@@ -266,11 +268,20 @@ fn models() -> std::io::Result<Arc<Models>> {
 }
 
 impl Models {
-    /// Checks a request against its service's model; `None` for services moto serves.
+    /// Checks a request against its service's model: every member of the services emulated
+    /// here, and EC2's parameter names (moto answers EC2, and accepts names EC2 refuses);
+    /// `None` for SSM and ECR, which moto checks.
     fn violation(&self, service: Service, operation: &str, params: &Value) -> Option<ApiError> {
         let (model, wire, fallback) = match service {
             Service::Imagebuilder => (&self.imagebuilder, model::Wire::Json, "ClientException"),
             Service::Autoscaling => (&self.autoscaling, model::Wire::Query, "ValidationError"),
+            Service::Ec2 if self.ec2.has_operation(operation) => {
+                return self
+                    .ec2
+                    .check_ec2_query(operation, params)
+                    .err()
+                    .map(|(code, message)| ApiError::bad_request(code, message));
+            }
             _ => return None,
         };
         if !model.has_operation(operation) {
@@ -470,6 +481,11 @@ impl Emulator {
 
     pub fn inject(&self, fault: Fault) {
         lock(&self.inner.faults).push(fault);
+    }
+
+    /// Drops the faults not yet used up: the services recover.
+    pub fn clear_faults(&self) {
+        lock(&self.inner.faults).clear();
     }
 
     /// Forgets every resource, request and fault of the emulated services.

@@ -155,6 +155,68 @@ impl ServiceModel {
         self.operations.contains_key(operation)
     }
 
+    /// Checks an EC2 Query request's parameter names against the operation's input shape, as
+    /// EC2 does: an unknown name is `UnknownParameter`, a missing required one
+    /// `MissingParameter` (EC2 API Reference, "Common client error codes"). EC2's Query
+    /// protocol names a member by its `queryName`, else its `locationName` with the first letter
+    /// capitalized, else the member's own name, and flattens lists as `Name.N` (Smithy's
+    /// ec2Query protocol, `ec2QueryName`).
+    pub fn check_ec2_query(
+        &self,
+        operation: &str,
+        params: &Value,
+    ) -> Result<(), (&'static str, String)> {
+        let Some(input) = self.operations[operation]
+            .get("input")
+            .and_then(|i| i.get("shape"))
+            .and_then(Value::as_str)
+        else {
+            return Ok(());
+        };
+        let shape = self.shape(input);
+        let members = shape["members"].as_object().cloned().unwrap_or_default();
+        let wire_name = |name: &str, member: &Value| -> String {
+            if let Some(query) = member["queryName"].as_str() {
+                return query.to_owned();
+            }
+            let location = member["locationName"].as_str().unwrap_or(name);
+            let mut chars = location.chars();
+            chars
+                .next()
+                .map(|first| first.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        };
+        let known: Vec<(String, &str)> = members
+            .iter()
+            .map(|(name, member)| (wire_name(name, member), name.as_str()))
+            .collect();
+        let given: Vec<&String> = params
+            .as_object()
+            .map(|p| p.keys().collect())
+            .unwrap_or_default();
+        if let Some(unknown) = given
+            .iter()
+            .find(|g| !known.iter().any(|(wire, _)| wire == g.as_str()))
+        {
+            return Err((
+                "UnknownParameter",
+                format!("The parameter {unknown} is not recognized"),
+            ));
+        }
+        for required in shape["required"].as_array().into_iter().flatten() {
+            let required = required.as_str().unwrap_or_default();
+            if let Some((wire, _)) = known.iter().find(|(_, name)| *name == required)
+                && !given.iter().any(|g| *g == wire)
+            {
+                return Err((
+                    "MissingParameter",
+                    format!("The request must contain the parameter {wire}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks a request's parameters against the operation's input shape.
     pub fn validate(&self, operation: &str, params: &Value, wire: Wire) -> Result<(), Violation> {
         let Some(input) = self.operations[operation]

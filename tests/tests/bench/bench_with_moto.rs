@@ -289,3 +289,55 @@ async fn ec2_launch_templates_keep_resolve_ssm_through_moto() {
         "moto stores the template's ImageId as sent: {described}"
     );
 }
+
+/// moto answers EC2 and accepts parameter names EC2 refuses; the bench checks each name
+/// against botocore's EC2 model first, so a misspelled Query parameter fails as on AWS.
+#[tokio::test]
+async fn ec2_parameter_names_are_checked_against_the_model() {
+    let bench = Bench::start().await.unwrap();
+    prepull_bench::seed::seed_launch_template(
+        &bench,
+        "nodes",
+        "resolve:ssm:/prepull/ami-id",
+        Some(100),
+    )
+    .await
+    .unwrap();
+    let read = |versions: &'static str| {
+        let bench = &bench;
+        async move {
+            prepull_bench::seed::ec2_query(
+                bench,
+                &[
+                    ("Action", "DescribeLaunchTemplateVersions"),
+                    ("LaunchTemplateName", "nodes"),
+                    (versions, "$Latest"),
+                ],
+            )
+            .await
+        }
+    };
+    // The model's wire name for `Versions` is its locationName, `LaunchTemplateVersion`.
+    let body = read("LaunchTemplateVersion.1").await.unwrap();
+    assert!(
+        body.contains("<imageId>resolve:ssm:/prepull/ami-id</imageId>"),
+        "{body}"
+    );
+    assert!(body.contains("<volumeSize>100</volumeSize>"), "{body}");
+    let refused = read("Versions.1").await.unwrap_err().to_string();
+    assert!(
+        refused.contains("UnknownParameter") && refused.contains("Versions"),
+        "{refused}"
+    );
+    let missing = prepull_bench::seed::ec2_query(&bench, &[("Action", "CreateLaunchTemplate")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("MissingParameter"), "{missing}");
+    let log = bench.emulator.requests_of("DescribeLaunchTemplateVersions");
+    assert_eq!(
+        log.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [200, 400],
+        "{log:#?}"
+    );
+}

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use prepull::build_finished::{FleetSettings, Outcome, Summary, handle};
 use prepull::core::build::FollowUp;
+use prepull::core::launch_template::Misconfiguration;
 use prepull::core::parameter::ParameterAction;
 use prepull::core::refresh::RefreshResult;
 use prepull_bench::emulator::{Fault, FaultKind, Service};
@@ -20,7 +21,7 @@ pub(super) struct Fleet {
     pub(super) autoscaling: aws_sdk_autoscaling::Client,
 }
 
-fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
+pub(super) fn settings(groups: &[&str], in_progress: &str) -> FleetSettings {
     let names = groups.join(",");
     let mut settings = FleetSettings::from_lookup(|name| match name {
         "PREPULL_ASG_NAMES" => Some(names.clone()),
@@ -46,6 +47,9 @@ async fn fleet_in(in_progress: &str, regions: &[&str]) -> Fleet {
     };
     let s = Scenario::start(&["team/web:v42"], seed, &[]).await.unwrap();
     let autoscaling = aws_sdk_autoscaling::Client::new(&s.bench.sdk_config().await);
+    prepull_bench::seed::seed_fleet_template(&s.bench, "/prepull/ami-id")
+        .await
+        .unwrap();
     for group in GROUPS {
         prepull_bench::seed::seed_group(&autoscaling, group)
             .await
@@ -1089,18 +1093,27 @@ async fn a_missing_group_is_reported_and_the_others_proceed() {
     f.settings = settings(&["no-such-group", GROUPS[0]], "replace");
     let (_, event) = finished(&f, "web 2", "AVAILABLE").await;
     let summary = run(&f, event).await;
-    assert_eq!(summary.refreshes[0].outcome, "failed");
-    assert!(
-        summary.refreshes[0]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("no-such-group"),
-        "{:?}",
-        summary.refreshes[0].error
+    // DescribeAutoScalingGroups does not list it: reported, and no refresh call made for it.
+    assert_eq!(summary.refreshes[0].outcome, "misconfigured");
+    assert_eq!(
+        summary.refreshes[0].misconfigured,
+        [Misconfiguration::GroupNotFound]
     );
     assert_eq!(summary.refreshes[1].outcome, "started");
     assert_eq!(summary.parameters.len(), 2);
+    let refreshed: Vec<String> =
+        f.s.bench
+            .emulator
+            .requests_of("StartInstanceRefresh")
+            .iter()
+            .map(|r| {
+                r.params["AutoScalingGroupName"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+    assert_eq!(refreshed, [GROUPS[0]]);
 }
 
 #[tokio::test]

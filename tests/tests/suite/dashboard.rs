@@ -129,6 +129,7 @@ fn the_dashboard_reads_the_metrics_the_functions_emit() {
         Metric::RefreshesReplaced,
         Metric::RefreshesSkipped,
         Metric::RefreshesFailed,
+        Metric::RefreshesMisconfigured,
     ];
     for metric in wanted {
         assert!(shown.contains(metric.name()), "{} is shown", metric.name());

@@ -137,6 +137,7 @@ fn assert_metrics(report: &Report) {
         ("build-finished", Metric::Publishes, 3.0),
         ("build-finished", Metric::RefreshesStarted, 3.0),
         ("build-finished", Metric::RefreshesFailed, 0.0),
+        ("build-finished", Metric::RefreshesMisconfigured, 0.0),
         // Steps 6 and 7: an ordinary day and a dry run change nothing.
         ("patch-day", Metric::BuildsStarted, 0.0),
         ("patch-day", Metric::ComponentVersionsWritten, 0.0),

@@ -15,6 +15,7 @@ mod fixtures;
 mod golden_documents;
 mod hostile;
 mod image_pushed;
+mod launch_templates;
 mod patch_day;
 mod performance;
 mod status;

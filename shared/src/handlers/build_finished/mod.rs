@@ -18,6 +18,7 @@ use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{BuildStatus, FollowUp, newer_available};
 use prepull_core::events::imagebuilder::StateChange;
 use prepull_core::events::operator::{BuildFinishedRequest, read_build_finished_request};
+use prepull_core::launch_template::Misconfiguration;
 use prepull_core::parameter::{ParameterAction, RegionalAmi, Supersede, own_amis};
 use prepull_core::refresh::RefreshResult;
 use serde::Serialize;
@@ -68,6 +69,9 @@ pub struct RefreshOutcome {
     pub refresh_id: Option<String>,
     pub cancelled_refresh_id: Option<String>,
     pub error: Option<String>,
+    /// Why a `misconfigured` group got no refresh: what its launch template says.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub misconfigured: Vec<Misconfiguration>,
     #[serde(skip)]
     pub retryable: bool,
 }
@@ -240,6 +244,7 @@ async fn republish(
         dry_run,
         deadline,
         latency_from: image.oldest_new_push,
+        ami_root_gib: image.root_volume_gib,
     };
     publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
     finish(summary)
@@ -311,6 +316,7 @@ async fn state_change(
             dry_run: false,
             deadline,
             latency_from: image.oldest_new_push,
+            ami_root_gib: image.root_volume_gib,
         };
         publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
         summary.outcome = published_outcome(&summary.parameters);

@@ -5,14 +5,15 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use prepull_core::config::FleetSettings;
+use prepull_core::launch_template::Expected;
 use prepull_core::parameter::{
     ParameterAction, PublishStep, RegionState, RegionalAmi, Supersede, decide_publish,
     describe_version, needs_label,
 };
 
-use super::refresh::refresh_group;
+use super::refresh::{LaunchCheck, failed, refresh_group};
 use super::{ParameterUpdate, Summary};
-use crate::aws::ssm;
+use crate::aws::{autoscaling, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::metrics;
@@ -40,6 +41,8 @@ pub(super) struct Publish<'a> {
     /// Where the push-to-AMI latency starts, recorded when the home region takes the AMI: the
     /// build's `prepull:oldest-new-push` tag (none for a rollback).
     pub latency_from: Option<DateTime<Utc>>,
+    /// The AMI's root volume in GiB, which each group's launch template must leave room for.
+    pub ami_root_gib: Option<i32>,
 }
 
 /// Writes one region's AMI to the parameter and labels it; returns what it did and when the
@@ -199,11 +202,39 @@ pub(super) async fn publish_and_refresh(
     {
         return Ok(());
     }
-    for group in &settings.asg_names {
+    if settings.asg_names.is_empty() {
+        return Ok(());
+    }
+    let check = LaunchCheck {
+        expected: Expected {
+            parameter: &settings.parameter,
+            ami_root_gib: publish.ami_root_gib,
+        },
+        ami: amis
+            .iter()
+            .find(|a| a.region == home)
+            .map(|a| a.ami.as_str()),
+    };
+    let launches =
+        match autoscaling::launches(common.clients.autoscaling(), &settings.asg_names).await {
+            Ok(launches) => launches,
+            Err(error) => {
+                // Every group fails alike; a retryable cause makes Lambda retry the invocation.
+                for group in &settings.asg_names {
+                    let outcome = failed(group, &error);
+                    metrics::count(Metric::RefreshesFailed, 1);
+                    summary.refreshes.push(outcome);
+                }
+                return Ok(());
+            }
+        };
+    for (group, launch) in &launches {
         let outcome = refresh_group(
             common,
             settings,
             group,
+            launch,
+            check,
             published_at,
             publish.dry_run,
             publish.deadline,

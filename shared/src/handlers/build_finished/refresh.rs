@@ -4,11 +4,15 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use prepull_core::config::FleetSettings;
+use prepull_core::launch_template::{
+    Expected, GroupLaunch, Misconfiguration, TemplateCheck, check_selector, check_template,
+    template_of,
+};
 use prepull_core::refresh::{RefreshDecision, RefreshResult, decide_refresh};
 
 use super::RefreshOutcome;
-use crate::aws::autoscaling;
 use crate::aws::errors::aws_error;
+use crate::aws::{autoscaling, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
 
@@ -24,11 +28,67 @@ fn outcome(
         refresh_id,
         cancelled_refresh_id: cancelled,
         error: None,
+        misconfigured: Vec::new(),
         retryable: false,
     }
 }
 
-fn failed(group: &str, error: &PrepullError) -> RefreshOutcome {
+/// What each group's launch template is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LaunchCheck<'a> {
+    pub expected: Expected<'a>,
+    /// The AMI the home region's parameter now holds (the fleet's region); `None` when this
+    /// build did not reach it.
+    pub ami: Option<&'a str>,
+}
+
+/// Why the group cannot take the AMI, if it cannot: its launch template (the version the
+/// group really uses) must read the parameter, and launch the AMI's root volume.
+async fn launch_problems(
+    common: &Common,
+    settings: &FleetSettings,
+    launch: &GroupLaunch,
+    check: LaunchCheck<'_>,
+) -> Result<Vec<Misconfiguration>, PrepullError> {
+    let template = match template_of(launch) {
+        Ok(template) => template,
+        Err(problem) => return Ok(vec![problem]),
+    };
+    let Some(version) = common
+        .clients
+        .ec2()
+        .launch_template_version(template)
+        .await?
+    else {
+        return Ok(vec![Misconfiguration::TemplateNotFound {
+            template: template.to_string(),
+        }]);
+    };
+    match (check_template(&version, check.expected), check.ami) {
+        (TemplateCheck::Misconfigured(problems), _) => Ok(problems),
+        (TemplateCheck::Follows, _) | (TemplateCheck::FollowsIf(_), None) => Ok(Vec::new()),
+        (TemplateCheck::FollowsIf(selector), Some(ami)) => {
+            let pinned = format!("{}:{selector}", settings.parameter);
+            let value = ssm::get(common.clients.ssm(), &pinned).await?;
+            Ok(check_selector(selector, value.map(|v| v.value), ami)
+                .err()
+                .into_iter()
+                .collect())
+        }
+    }
+}
+
+fn misconfigured(group: &str, problems: Vec<Misconfiguration>) -> RefreshOutcome {
+    for problem in &problems {
+        tracing::error!(asg = group, problem = problem.kind(), detail = %problem, "this group cannot take the AMI; no refresh started");
+    }
+    RefreshOutcome {
+        misconfigured: problems,
+        ..outcome(group, RefreshResult::Misconfigured, None, None)
+    }
+}
+
+pub(super) fn failed(group: &str, error: &PrepullError) -> RefreshOutcome {
     tracing::error!(asg = group, error = %error, "instance refresh failed");
     RefreshOutcome {
         error: Some(error.to_string()),
@@ -37,16 +97,28 @@ fn failed(group: &str, error: &PrepullError) -> RefreshOutcome {
     }
 }
 
-/// Refreshes one group after the parameter took its AMI at `published_at`. A failure is
-/// reported in the outcome, not returned: the other groups still get their refresh.
+/// Refreshes one group after the parameter took its AMI at `published_at`, once its launch
+/// template is found able to take that AMI. A failure is reported in the outcome, not
+/// returned: the other groups still get their refresh.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one group's refresh: each argument is a different fact about it"
+)]
 pub(super) async fn refresh_group(
     common: &Common,
     settings: &FleetSettings,
     group: &str,
+    launch: &GroupLaunch,
+    check: LaunchCheck<'_>,
     published_at: Option<DateTime<Utc>>,
     dry_run: bool,
     deadline: Instant,
 ) -> RefreshOutcome {
+    match launch_problems(common, settings, launch, check).await {
+        Ok(problems) if problems.is_empty() => {}
+        Ok(problems) => return misconfigured(group, problems),
+        Err(error) => return failed(group, &error),
+    }
     let client = common.clients.autoscaling();
     let refreshes = match autoscaling::recent_refreshes(client, group).await {
         Ok(refreshes) => refreshes,

@@ -81,6 +81,9 @@ pub(super) async fn rollback(
         dry_run,
         deadline,
         latency_from: None,
+        // The restored build's recipe is not read again: its launch template was checked
+        // against it when it was published.
+        ami_root_gib: None,
     };
     publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
     finish(summary)
