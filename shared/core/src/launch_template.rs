@@ -413,7 +413,9 @@ mod tests {
             ami_root_gib: Some(100),
         };
         let follows = "resolve:ssm:/prepull/windows-ami";
-        let table: [(Option<&str>, Option<i32>, Option<i32>, TemplateCheck); 10] = [
+        // The template's ImageId and root volume, the AMI's root volume, the verdict.
+        type Row<'a> = (Option<&'a str>, Option<i32>, Option<i32>, TemplateCheck);
+        let table: [Row<'_>; 10] = [
             (Some(follows), None, Some(100), TemplateCheck::Follows),
             (Some(follows), Some(100), Some(100), TemplateCheck::Follows),
             (Some(follows), Some(200), Some(100), TemplateCheck::Follows),

@@ -196,6 +196,10 @@ fn describe_operation(config: &SdkConfig) -> Result<Describe, String> {
 /// The EC2 Query request: the template by ID (or name, when the group holds only that) and
 /// the one version the group uses. The botocore model names the list `LaunchTemplateVersion`
 /// on the wire, and EC2's Query protocol flattens lists as `<name>.<n>`.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the orchestrator hands a serializer its input by value"
+)]
 fn describe_request(
     template: TemplateRef,
 ) -> Result<HttpRequest, aws_smithy_runtime_api::box_error::BoxError> {

@@ -617,7 +617,9 @@ pub async fn get_image(client: &Client, arn: &ImageBuilderArn) -> Result<ImageFa
                 .iter()
                 .find(|m| m.device_name() == Some(WINDOWS_ROOT_DEVICE))
                 .and_then(|m| m.ebs())
-                .and_then(|ebs| ebs.volume_size())
+                .and_then(
+                    aws_sdk_imagebuilder::types::EbsInstanceBlockDeviceSpecification::volume_size,
+                )
         }),
     })
 }

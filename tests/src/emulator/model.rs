@@ -206,7 +206,7 @@ impl ServiceModel {
         for required in shape["required"].as_array().into_iter().flatten() {
             let required = required.as_str().unwrap_or_default();
             if let Some((wire, _)) = known.iter().find(|(_, name)| *name == required)
-                && !given.iter().any(|g| *g == wire)
+                && !given.contains(&wire)
             {
                 return Err((
                     "MissingParameter",

@@ -60,15 +60,52 @@ async fn groups_are_created_and_described() {
             .ends_with(":autoScalingGroupName/windows-nodes")
     );
 
+    let template = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+        .launch_template_name("windows-nodes")
+        .build();
     let duplicate = client
         .create_auto_scaling_group()
         .auto_scaling_group_name("windows-nodes")
+        .launch_template(template.clone())
         .min_size(0)
         .max_size(1)
         .send()
         .await
         .unwrap_err();
     assert!(duplicate.into_service_error().is_already_exists_fault());
+    // No way to launch instances: refused, as AWS refuses it.
+    let nothing_to_launch = client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("no-template")
+        .min_size(0)
+        .max_size(1)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(nothing_to_launch.meta().code(), Some("ValidationError"));
+    // A template named without a version launches its default version, and says so.
+    client
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("default-version")
+        .launch_template(template)
+        .min_size(0)
+        .max_size(1)
+        .send()
+        .await
+        .unwrap();
+    let described = client
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("default-version")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        described.auto_scaling_groups()[0]
+            .launch_template()
+            .and_then(|t| t.version()),
+        Some("$Default")
+    );
     let none = client
         .describe_auto_scaling_groups()
         .auto_scaling_group_names("other")

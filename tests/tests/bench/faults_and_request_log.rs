@@ -152,6 +152,11 @@ async fn auto_scaling_throttling_is_retried_and_a_slow_call_trips_a_timeout() {
     client
         .create_auto_scaling_group()
         .auto_scaling_group_name("nodes")
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_name("nodes")
+                .build(),
+        )
         .min_size(1)
         .max_size(2)
         .send()
