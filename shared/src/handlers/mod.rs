@@ -2,6 +2,7 @@
 
 pub mod build_finished;
 pub mod image_pushed;
+pub mod launch_template;
 pub mod patch_day;
 pub mod reconcile;
 pub mod status;

@@ -8,6 +8,7 @@ use prepull_core::build::{BuildStatus, BuildSummary, newest_available, running_b
 use prepull_core::component::ComponentState;
 use prepull_core::config::FleetSettings;
 use prepull_core::image::Digest;
+use prepull_core::launch_template::{Expected, Misconfiguration};
 use prepull_core::parameter::own_amis;
 use prepull_core::refresh::RefreshStatus;
 use prepull_core::status::{
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::aws::{autoscaling, ecr, imagebuilder, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
+use crate::handlers::launch_template::{LaunchCheck, launch_problems};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -36,6 +38,9 @@ pub struct StatusReport {
     pub parameters: Vec<InRegion<Option<ParameterState>>>,
     /// Each configured group's most recent instance refresh.
     pub refreshes: Vec<InGroup<Option<RefreshState>>>,
+    /// For each configured group, why its launch template could not launch the AMI the home
+    /// parameter holds now (empty: it can), as build-finished checks before a refresh.
+    pub launch_templates: Vec<InGroup<Vec<Misconfiguration>>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +203,7 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
         .as_ref()
         .ok()
         .and_then(|b| newest_available(b).map(|(_, b)| b.clone()));
+    let mut ami_root_gib = None;
     let (last_image, regions) = match (&builds, last) {
         (Err(error), _) => (Fact::unknown(builds_source, error), Vec::new()),
         (Ok(_), None) => (Fact::known(builds_source, None), Vec::new()),
@@ -205,6 +211,7 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
             let source = format!("{builds_source} and imagebuilder:GetImage {}", last.arn);
             match imagebuilder::get_image(client, &last.arn).await {
                 Ok(image) => {
+                    ami_root_gib = image.root_volume_gib;
                     let amis = own_amis(&image.amis, config.pipeline.account());
                     let regions = amis.iter().map(|a| a.region.clone()).collect();
                     let image = LastImage {
@@ -225,6 +232,20 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
             }
         }
     };
+    let parameters = read_parameters(common, settings, regions).await;
+    let home_value = parameters
+        .iter()
+        .find(|p| p.region == config.pipeline.region())
+        .and_then(|p| p.fact.value().cloned().flatten())
+        .map(|p| p.value);
+    let check = LaunchCheck {
+        expected: Expected {
+            parameter: &settings.parameter,
+            ami_root_gib,
+        },
+        ami: home_value.as_deref(),
+    };
+    let launch_templates = read_launch_templates(common, settings, check).await;
     let mut report = StatusReport {
         checked_at: now,
         pipeline: pipeline.to_owned(),
@@ -232,8 +253,9 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
         component,
         running_build: running,
         last_image,
-        parameters: read_parameters(common, settings, regions).await,
+        parameters,
         refreshes,
+        launch_templates,
     };
     mark_published(&mut report);
     tracing::info!("status reported");
@@ -295,6 +317,40 @@ fn running_now(
 }
 
 /// The parameter in the home region and in each of `regions`, each read on its own.
+/// Each group's launch template, checked as build-finished checks it before a refresh: one
+/// DescribeAutoScalingGroups, then each group's launch template version.
+async fn read_launch_templates(
+    common: &Common,
+    settings: &FleetSettings,
+    check: LaunchCheck<'_>,
+) -> Vec<InGroup<Vec<Misconfiguration>>> {
+    let source = |group: &str| {
+        format!(
+            "autoscaling:DescribeAutoScalingGroups and ec2:DescribeLaunchTemplateVersions {group}"
+        )
+    };
+    match autoscaling::launches(common.clients.autoscaling(), &settings.asg_names).await {
+        Err(error) => settings
+            .asg_names
+            .iter()
+            .map(|group| InGroup {
+                group: group.clone(),
+                fact: Fact::unknown(source(group), &error),
+            })
+            .collect(),
+        Ok(launches) => {
+            let reads = launches.into_iter().map(|(group, launch)| async move {
+                let problems = launch_problems(common, settings, &launch, check).await;
+                InGroup {
+                    fact: Fact::read(source(&group), problems),
+                    group,
+                }
+            });
+            futures_util::future::join_all(reads).await
+        }
+    }
+}
+
 async fn read_parameters(
     common: &Common,
     settings: &FleetSettings,

@@ -44,6 +44,7 @@ fn assert_every_fact_sourced(report: &Value) {
         .unwrap()
         .iter()
         .chain(report["refreshes"].as_array().unwrap())
+        .chain(report["launch_templates"].as_array().unwrap())
         .chain(
             report["manifest"]["value"]
                 .as_array()
@@ -138,6 +139,10 @@ async fn status_reports_the_cache_the_build_the_parameter_and_the_refreshes_with
             (GROUPS[1], "Successful", 100)
         ]
     );
+    // Both groups' launch template reads the parameter and has room for the AMI.
+    for template in report["launch_templates"].as_array().unwrap() {
+        assert_eq!(template["value"], json!([]), "{template}");
+    }
 
     // A push during the build: the running build's follow-up builds the new version.
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -168,7 +173,11 @@ async fn a_failed_read_makes_only_its_own_facts_unknown() {
     let f = fleet("replace").await;
     published(&f, "web 1").await;
     // More failures than the SDK's standard retries (three attempts) absorb.
-    for operation in ["DescribeInstanceRefreshes", "DescribeImages"] {
+    for operation in [
+        "DescribeInstanceRefreshes",
+        "DescribeImages",
+        "DescribeLaunchTemplateVersions",
+    ] {
         f.s.bench
             .emulator
             .inject(Fault::new(operation, FaultKind::ServerError, 6));
@@ -178,6 +187,10 @@ async fn a_failed_read_makes_only_its_own_facts_unknown() {
     for refresh in report["refreshes"].as_array().unwrap() {
         let why = refresh["unknown"].as_str().unwrap();
         assert!(why.contains("DescribeInstanceRefreshes"), "{why}");
+    }
+    for template in report["launch_templates"].as_array().unwrap() {
+        let why = template["unknown"].as_str().unwrap();
+        assert!(why.contains("DescribeLaunchTemplateVersions"), "{why}");
     }
     let ecr = &report["manifest"]["value"][0]["ecr"];
     assert!(

@@ -11,11 +11,12 @@ use prepull_core::parameter::{
     describe_version, needs_label,
 };
 
-use super::refresh::{LaunchCheck, failed, refresh_group};
+use super::refresh::{failed, refresh_group};
 use super::{ParameterUpdate, Summary};
 use crate::aws::{autoscaling, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
+use crate::handlers::launch_template::LaunchCheck;
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
