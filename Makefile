@@ -11,7 +11,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 FUNCTION_BINS := --bin image-pushed --bin patch-day --bin build-finished
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup check test demo bench benchmark clean
+.PHONY: setup check test reliability demo bench benchmark clean
 
 setup: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	rustup target add aarch64-unknown-linux-gnu
@@ -42,10 +42,20 @@ check: $(VENV)/.installed
 # again (with `--lint`, SAM CLI skips its own validation and calls cfn-lint, which transforms
 # the SAM template itself).
 test: setup check
+	$(MAKE) --no-print-directory reliability RELIABILITY_FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
 	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --skip-download --compact --quiet
 	$(SAM_VENV)/bin/python tests/template/check_event_patterns.py
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam build --no-cached
+
+# Crash at every step, races and fuzzing, printed as one table (bench/results/reliability.md
+# with RELIABILITY_ARGS='--results bench/results'). `make test` runs it with a short fuzz budget
+# (RELIABILITY_FUZZ_SECONDS); the full run gives each fuzz target a minute. Built like `demo`.
+RELIABILITY_FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 10
+reliability: $(VENV)/.installed
+	cargo build --workspace --all-targets --locked
+	"$${CARGO_TARGET_DIR:-target}/debug/prepull-reliability" --fuzz-seconds $(RELIABILITY_FUZZ_SECONDS) $(RELIABILITY_ARGS)
 
 # The same package selection as `make test` (the whole workspace, every target), so both share
 # one build: a narrower selection unifies features differently and rebuilds.

@@ -157,6 +157,10 @@ pub enum RefreshDecision {
     Start,
     /// Cancel this refresh, wait for it to end, then start one.
     Replace { cancel: String },
+    /// This refresh is already `Cancelling` (an earlier attempt of this publish cancelled it
+    /// and was lost before it started the new one): wait for it to end, then start one,
+    /// without cancelling it again.
+    AwaitCancelled { cancelled: String },
 }
 
 /// Decides deliberately about a group's refreshes. One that began after the parameter took
@@ -200,6 +204,13 @@ pub fn decide_refresh(
         (Some(active), InProgress::Replace, true) => RefreshDecision::WouldReplace {
             cancel: active.id.clone(),
         },
+        (Some(active), InProgress::Replace, false)
+            if active.status == RefreshStatus::Cancelling =>
+        {
+            RefreshDecision::AwaitCancelled {
+                cancelled: active.id.clone(),
+            }
+        }
         (Some(active), InProgress::Replace, false) => RefreshDecision::Replace {
             cancel: active.id.clone(),
         },
@@ -335,5 +346,46 @@ mod tests {
             },
             "without a publish time no refresh is known to be ours"
         );
+    }
+
+    #[test]
+    fn a_refresh_already_cancelling_is_awaited_not_cancelled_again() {
+        let cancelling = [refresh(
+            "old",
+            RefreshStatus::Cancelling,
+            "2026-11-11T09:00:00Z",
+        )];
+        let published = Some(at("2026-11-11T10:00:00Z"));
+        let table = [
+            (
+                InProgress::Replace,
+                false,
+                RefreshDecision::AwaitCancelled {
+                    cancelled: "old".into(),
+                },
+            ),
+            (
+                InProgress::Replace,
+                true,
+                RefreshDecision::WouldReplace {
+                    cancel: "old".into(),
+                },
+            ),
+            (
+                InProgress::Skip,
+                false,
+                RefreshDecision::Leave {
+                    result: RefreshResult::SkippedRefreshInProgress,
+                    refresh_id: "old".into(),
+                },
+            ),
+        ];
+        for (in_progress, dry_run, decision) in table {
+            assert_eq!(
+                decide_refresh(&cancelling, published, in_progress, dry_run),
+                decision,
+                "{in_progress:?} {dry_run}"
+            );
+        }
     }
 }

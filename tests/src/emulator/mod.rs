@@ -96,6 +96,10 @@ pub struct RecordedRequest {
     pub error_code: Option<String>,
     /// Set when the response came from an injected fault.
     pub injected: bool,
+    /// The access key ID the request was signed with: in Lambda, each function's role has
+    /// its own, so this tells which function made the call.
+    #[serde(default)]
+    pub caller: Option<String>,
 }
 
 impl RecordedRequest {
@@ -126,6 +130,9 @@ pub enum FaultKind {
     Unavailable,
     /// The call succeeds after `delay_ms`.
     Slow,
+    /// The call is carried out, and its answer never comes: what a caller sees when Lambda
+    /// stops its process mid-call (a timeout, a crash). [`Emulator::answer_lost`] says when.
+    LoseAnswer,
 }
 
 /// Makes the next `count` calls of an operation fail or slow down.
@@ -140,6 +147,9 @@ pub struct Fault {
     pub count: u32,
     #[serde(default)]
     pub delay_ms: u64,
+    /// Lets this many matching calls through first: the fault hits the next ones.
+    #[serde(default)]
+    pub skip: u32,
 }
 
 fn one() -> u32 {
@@ -154,7 +164,13 @@ impl Fault {
             kind,
             count,
             delay_ms: 0,
+            skip: 0,
         }
+    }
+
+    /// The same fault, after `skip` matching calls went through.
+    pub fn after(self, skip: u32) -> Self {
+        Self { skip, ..self }
     }
 
     pub fn slow(operation: &str, delay: Duration, count: u32) -> Self {
@@ -210,10 +226,10 @@ impl Fault {
                 "ServiceUnavailable",
                 "The service is unavailable.",
             ),
-            FaultKind::Slow => ApiError::new(
+            FaultKind::Slow | FaultKind::LoseAnswer => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalFailure",
-                "slow is not an error",
+                "slow and lost answers are not errors",
             ),
         }
     }
@@ -238,6 +254,8 @@ struct Inner {
     /// The wall-clock time during which at least one request was being answered (moto's share
     /// included), and the requests in flight with the moment the first of them arrived.
     busy: Mutex<Busy>,
+    /// Told each time a [`FaultKind::LoseAnswer`] call has been carried out.
+    answer_lost: tokio::sync::Notify,
 }
 
 /// The service models every request is checked against (see [`model`]).
@@ -340,6 +358,10 @@ impl Inner {
         let position = faults.iter().position(|f| {
             f.operation == operation && f.count > 0 && f.service.is_none_or(|s| s == service)
         })?;
+        if faults[position].skip > 0 {
+            faults[position].skip -= 1;
+            return None;
+        }
         let fault = faults[position].clone();
         faults[position].count -= 1;
         if faults[position].count == 0 {
@@ -367,6 +389,7 @@ impl Inner {
             status: status.as_u16(),
             error_code,
             injected,
+            caller: CALLER.try_with(Clone::clone).ok().flatten(),
         });
     }
 }
@@ -404,6 +427,7 @@ impl Emulator {
             http,
             models: models()?,
             busy: Mutex::new(Busy::default()),
+            answer_lost: tokio::sync::Notify::new(),
         };
         inner.services = Mutex::new(inner.fresh_services());
         let inner = Arc::new(inner);
@@ -481,6 +505,12 @@ impl Emulator {
 
     pub fn inject(&self, fault: Fault) {
         lock(&self.inner.faults).push(fault);
+    }
+
+    /// Waits until a [`FaultKind::LoseAnswer`] call has been carried out (at once if one was
+    /// since the last wait).
+    pub async fn answer_lost(&self) {
+        self.inner.answer_lost.notified().await;
     }
 
     /// Drops the faults not yet used up: the services recover.
@@ -673,6 +703,18 @@ fn is_form(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
+tokio::task_local! {
+    /// The access key ID of the request being answered (see [`RecordedRequest::caller`]).
+    static CALLER: Option<String>;
+}
+
+/// The access key ID in a SigV4 `Authorization` header's credential scope.
+fn access_key(headers: &HeaderMap) -> Option<String> {
+    let authorization = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let credential = authorization.split("Credential=").nth(1)?;
+    Some(credential.split('/').next()?.to_owned())
+}
+
 /// Wall-clock time with at least one request in flight: concurrent requests count once.
 #[derive(Debug, Default)]
 struct Busy {
@@ -696,7 +738,13 @@ async fn timed_handle(
         }
         busy.in_flight += 1;
     }
-    let response = handle(State(inner.clone()), method, uri, headers, body).await;
+    let caller = access_key(&headers);
+    let response = CALLER
+        .scope(
+            caller,
+            handle(State(inner.clone()), method, uri, headers, body),
+        )
+        .await;
     let mut busy = lock(&inner.busy);
     busy.in_flight = busy.in_flight.saturating_sub(1);
     if busy.in_flight == 0
@@ -795,8 +843,11 @@ async fn handle(
         return inner.refuse(service, &operation, params, &error);
     }
 
+    let mut lose_answer = false;
     if let Some(fault) = inner.take_fault(service, &operation) {
-        if fault.kind == FaultKind::Slow {
+        if fault.kind == FaultKind::LoseAnswer {
+            lose_answer = true;
+        } else if fault.kind == FaultKind::Slow {
             tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
         } else {
             let error = fault.error(service);
@@ -812,100 +863,112 @@ async fn handle(
         }
     }
 
-    match service {
-        Service::Imagebuilder => {
-            let context = inner.imagebuilder_context();
-            let result = lock(&inner.services)
-                .imagebuilder
-                .handle(&context, &operation, &params);
-            match result {
-                Ok(mut body) => {
-                    if let Value::Object(map) = &mut body {
-                        map.insert(
-                            "requestId".to_owned(),
-                            json!(uuid::Uuid::new_v4().to_string()),
-                        );
-                        map.retain(|_, v| !v.is_null());
+    let response = async {
+        match service {
+            Service::Imagebuilder => {
+                let context = inner.imagebuilder_context();
+                let result = lock(&inner.services)
+                    .imagebuilder
+                    .handle(&context, &operation, &params);
+                match result {
+                    Ok(mut body) => {
+                        if let Value::Object(map) = &mut body {
+                            map.insert(
+                                "requestId".to_owned(),
+                                json!(uuid::Uuid::new_v4().to_string()),
+                            );
+                            map.retain(|_, v| !v.is_null());
+                        }
+                        inner.record(service, &operation, params, StatusCode::OK, None, false);
+                        (
+                            [(header::CONTENT_TYPE, "application/json")],
+                            body.to_string(),
+                        )
+                            .into_response()
                     }
-                    inner.record(service, &operation, params, StatusCode::OK, None, false);
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        body.to_string(),
+                    Err(error) => {
+                        inner.record(
+                            service,
+                            &operation,
+                            params,
+                            error.status,
+                            Some(error.code.clone()),
+                            false,
+                        );
+                        json_error(&error)
+                    }
+                }
+            }
+            Service::Autoscaling => {
+                let context = inner.autoscaling_context();
+                let result = lock(&inner.services)
+                    .autoscaling
+                    .handle(&context, &operation, &params);
+                let request_id = uuid::Uuid::new_v4().to_string();
+                match result {
+                    Ok(result) => {
+                        inner.record(service, &operation, params, StatusCode::OK, None, false);
+                        let xml = wire::query_response(
+                            &operation,
+                            autoscaling::NAMESPACE,
+                            &result,
+                            &request_id,
+                        );
+                        ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
+                    }
+                    Err(error) => {
+                        inner.record(
+                            service,
+                            &operation,
+                            params,
+                            error.status,
+                            Some(error.code.clone()),
+                            false,
+                        );
+                        error_response(service, &error)
+                    }
+                }
+            }
+            Service::Ssm
+                if operation == "PutParameter" && params["DataType"] == "aws:ec2:image" =>
+            {
+                let region =
+                    signing_region(&headers).unwrap_or_else(|| inner.config.region.clone());
+                let ami = params["Value"].as_str().unwrap_or_default().to_owned();
+                if inner.ami_exists(&region, &ami).await {
+                    return proxy_to_moto(
+                        &inner, service, operation, params, method, uri, headers, body,
                     )
-                        .into_response()
+                    .await;
                 }
-                Err(error) => {
-                    inner.record(
-                        service,
-                        &operation,
-                        params,
-                        error.status,
-                        Some(error.code.clone()),
-                        false,
-                    );
-                    json_error(&error)
-                }
+                // "Parameter Store validates the parameter value asynchronously … If the AMI ID
+                // isn't valid, the parameter isn't created or updated" (Systems Manager User Guide,
+                // "Native parameter support for Amazon Machine Image IDs"): the call answers 200 with
+                // the version it would have been, and that version never appears.
+                let name = params["Name"].as_str().unwrap_or_default();
+                let version = inner.moto_parameter_version(&region, name).await + 1;
+                inner.record(service, &operation, params, StatusCode::OK, None, false);
+                (
+                    [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+                    json!({"Version": version, "Tier": "Standard"}).to_string(),
+                )
+                    .into_response()
             }
-        }
-        Service::Autoscaling => {
-            let context = inner.autoscaling_context();
-            let result = lock(&inner.services)
-                .autoscaling
-                .handle(&context, &operation, &params);
-            let request_id = uuid::Uuid::new_v4().to_string();
-            match result {
-                Ok(result) => {
-                    inner.record(service, &operation, params, StatusCode::OK, None, false);
-                    let xml = wire::query_response(
-                        &operation,
-                        autoscaling::NAMESPACE,
-                        &result,
-                        &request_id,
-                    );
-                    ([(header::CONTENT_TYPE, "text/xml")], xml).into_response()
-                }
-                Err(error) => {
-                    inner.record(
-                        service,
-                        &operation,
-                        params,
-                        error.status,
-                        Some(error.code.clone()),
-                        false,
-                    );
-                    error_response(service, &error)
-                }
-            }
-        }
-        Service::Ssm if operation == "PutParameter" && params["DataType"] == "aws:ec2:image" => {
-            let region = signing_region(&headers).unwrap_or_else(|| inner.config.region.clone());
-            let ami = params["Value"].as_str().unwrap_or_default().to_owned();
-            if inner.ami_exists(&region, &ami).await {
-                return proxy_to_moto(
+            Service::Ssm | Service::Ecr | Service::Ec2 => {
+                proxy_to_moto(
                     &inner, service, operation, params, method, uri, headers, body,
                 )
-                .await;
+                .await
             }
-            // "Parameter Store validates the parameter value asynchronously … If the AMI ID
-            // isn't valid, the parameter isn't created or updated" (Systems Manager User Guide,
-            // "Native parameter support for Amazon Machine Image IDs"): the call answers 200 with
-            // the version it would have been, and that version never appears.
-            let name = params["Name"].as_str().unwrap_or_default();
-            let version = inner.moto_parameter_version(&region, name).await + 1;
-            inner.record(service, &operation, params, StatusCode::OK, None, false);
-            (
-                [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
-                json!({"Version": version, "Tier": "Standard"}).to_string(),
-            )
-                .into_response()
-        }
-        Service::Ssm | Service::Ecr | Service::Ec2 => {
-            proxy_to_moto(
-                &inner, service, operation, params, method, uri, headers, body,
-            )
-            .await
         }
     }
+    .await;
+    if lose_answer {
+        // Carried out; the caller is gone before the answer reaches it.
+        inner.answer_lost.notify_one();
+        std::future::pending::<()>().await;
+    }
+    response
 }
 
 /// The region a request was signed for.

@@ -235,6 +235,18 @@ impl ServiceModel {
         &self.shapes[name]
     }
 
+    /// A string shape's rule: its pattern (Java escapes made code points, as the checks read
+    /// it) and its length bounds.
+    pub fn string_rule(&self, name: &str) -> Option<(String, Option<i64>, Option<i64>)> {
+        let shape = self.shapes.get(name)?;
+        let pattern = shape.get("pattern")?.as_str()?;
+        Some((
+            code_point_escapes(pattern),
+            shape.get("min").and_then(Value::as_i64),
+            shape.get("max").and_then(Value::as_i64),
+        ))
+    }
+
     fn check(
         &self,
         shape_name: &str,

@@ -12,6 +12,7 @@ mod build_finished;
 mod dashboard;
 mod demo_scenario;
 mod fixtures;
+mod fuzzing;
 mod golden_documents;
 mod hostile;
 mod image_pushed;

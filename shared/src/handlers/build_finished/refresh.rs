@@ -94,6 +94,7 @@ pub(super) async fn refresh_group(
             }
             Some(cancel)
         }
+        RefreshDecision::AwaitCancelled { cancelled } => Some(cancelled),
     };
     loop {
         match autoscaling::start_refresh(client, group, settings).await {
