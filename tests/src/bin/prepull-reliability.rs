@@ -18,7 +18,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use prepull_bench::fuzz::{self, FuzzRun, Grammar};
 use prepull_bench::moto::workspace_root;
-use prepull_bench::reliability::{self, ConcurrencyCase, CrashCase, CrashScenario, Interruption};
+use prepull_bench::reliability::{
+    self, Calls, ConcurrencyCase, CrashCase, CrashScenario, Interruption,
+};
 use serde::Serialize;
 
 #[derive(Parser, Debug)]

@@ -246,6 +246,8 @@ struct Inner {
     config: EmulatorConfig,
     services: Mutex<ServiceState>,
     log: Mutex<Vec<RecordedRequest>>,
+    /// Every request since the last reset: `clear_requests` leaves it.
+    history: Mutex<Vec<RecordedRequest>>,
     faults: Mutex<Vec<Fault>>,
     /// A fixed time for the emulated services, when a test travels in time.
     clock: Mutex<Option<chrono::DateTime<chrono::Utc>>>,
@@ -391,6 +393,9 @@ impl Inner {
             injected,
             caller: CALLER.try_with(Clone::clone).ok().flatten(),
         });
+        if let Some(request) = log.last() {
+            lock(&self.history).push(request.clone());
+        }
     }
 }
 
@@ -422,6 +427,7 @@ impl Emulator {
                 autoscaling: Default::default(),
             }),
             log: Mutex::new(Vec::new()),
+            history: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             clock: Mutex::new(None),
             http,
@@ -497,6 +503,11 @@ impl Emulator {
     /// moto's; concurrent requests count once): what a caller spent waiting on "AWS".
     pub fn busy(&self) -> Duration {
         lock(&self.inner.busy).total
+    }
+
+    /// Every request since the emulator started or was reset, whatever `clear_requests` cleared.
+    pub fn history(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.history).clone()
     }
 
     pub fn clear_requests(&self) {
@@ -654,6 +665,7 @@ fn reset_emulator(inner: &Inner) {
     let fresh = inner.fresh_services();
     *lock(&inner.services) = fresh;
     lock(&inner.log).clear();
+    lock(&inner.history).clear();
     lock(&inner.faults).clear();
 }
 

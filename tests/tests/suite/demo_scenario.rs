@@ -9,18 +9,33 @@ use prepull::core::metrics::{
 use prepull_bench::bench::Bench;
 use prepull_bench::demo::{self, Options, Report};
 use prepull_bench::emf;
+use prepull_bench::emulator::RecordedRequest;
+use prepull_bench::iam;
+use prepull_bench::runtime_api::function_access_key;
 
 async fn run(options: &Options) -> (Report, String) {
+    let (report, output, _) = run_logged(options).await;
+    (report, output)
+}
+
+/// The demo, and every call the bench answered during it (the steps clear the request log;
+/// the history keeps it all).
+async fn run_logged(options: &Options) -> (Report, String, Vec<RecordedRequest>) {
     let bench = Bench::start().await.unwrap();
     let mut out = Vec::new();
     let report = demo::run(&bench, options, &mut out).await.unwrap();
-    (report, String::from_utf8(out).unwrap())
+    (
+        report,
+        String::from_utf8(out).unwrap(),
+        bench.emulator.history(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_story_passes_every_step_with_the_default_images() {
-    let (report, output) = run(&Options::default()).await;
+    let (report, output, requests) = run_logged(&Options::default()).await;
     assert!(report.passed(), "{}\n{output}", report.table());
+    assert_least_privilege(&requests);
     let steps: Vec<_> = report.steps.iter().map(|s| s.name).collect();
     assert_eq!(
         steps,
@@ -60,6 +75,138 @@ async fn the_demo_story_passes_every_step_with_the_default_images() {
     assert!(report.document.contains("# prepull-runtime: containerd"));
     assert_metrics(&report);
     assert_no_secret(&report, &output);
+}
+
+/// Grants the template gives a function that the demo's story does not call, each with why:
+/// a path the story does not take (and the suite test that takes it), or a dependent action
+/// AWS checks on prepull's behalf (Service Authorization Reference). A grant that is neither
+/// called in the story nor listed here fails the check: the template would grant more than
+/// prepull needs.
+const NOT_IN_THE_STORY: &[(&[&str], &str, &str)] = &[
+    (
+        &["image-pushed", "patch-day", "build-finished"],
+        "imagebuilder:CancelImageCreation",
+        "the later of two builds started at once cancels its own (suite: image_pushed)",
+    ),
+    (
+        &["image-pushed", "patch-day", "build-finished"],
+        "imagebuilder:TagResource",
+        "dependent action of StartImagePipelineExecution and CreateComponent with tags",
+    ),
+    (
+        &["image-pushed", "patch-day"],
+        "imagebuilder:CreateImageRecipe",
+        "an existing pipeline whose recipe pins the component version (suite: image_pushed, pinned reference)",
+    ),
+    (
+        &["image-pushed", "patch-day"],
+        "imagebuilder:UpdateImagePipeline",
+        "the same path: the pipeline takes the new recipe",
+    ),
+    (
+        &["image-pushed", "patch-day"],
+        "imagebuilder:GetInfrastructureConfiguration",
+        "dependent action of UpdateImagePipeline",
+    ),
+    (
+        &["image-pushed", "patch-day"],
+        "imagebuilder:GetDistributionConfiguration",
+        "dependent action of UpdateImagePipeline",
+    ),
+    (
+        &["image-pushed", "patch-day"],
+        "imagebuilder:GetWorkflow",
+        "dependent action of UpdateImagePipeline",
+    ),
+    (
+        &["patch-day"],
+        "imagebuilder:CreateComponent",
+        "patch day with a changed digest (suite: patch_day); the story's runs are an ordinary day and a dry run",
+    ),
+    (
+        &["patch-day"],
+        "imagebuilder:StartImagePipelineExecution",
+        "patch day and forced runs that are not dry runs (suite: patch_day)",
+    ),
+    (
+        &["build-finished"],
+        "autoscaling:CancelInstanceRefresh",
+        "a running refresh replaced (suite: build_finished, RefreshInProgress=replace)",
+    ),
+    (
+        &["build-finished"],
+        "ssm:UnlabelParameterVersion",
+        "the 101st parameter version while the oldest is labelled (suite: build_finished)",
+    ),
+    (
+        &["build-finished"],
+        "ec2:DescribeImages",
+        "Parameter Store validates an aws:ec2:image value with the writer's permission to describe the AMI",
+    ),
+];
+
+/// Each function's calls in the story, signed with its own access key as in Lambda, against
+/// its role in `template.yaml`: every call is granted, and every grant is called (here or on a
+/// path named in [`NOT_IN_THE_STORY`]). Every statement on `*` says why AWS needs it.
+fn assert_least_privilege(requests: &[RecordedRequest]) {
+    let root = prepull_bench::moto::workspace_root();
+    let template = std::fs::read_to_string(root.join("template.yaml")).unwrap();
+    let grants = iam::grants(&template).unwrap();
+    let calls = iam::calls_by_caller(requests);
+    let mut report = Vec::new();
+    for function in ["image-pushed", "patch-day", "build-finished"] {
+        let called = calls
+            .get(&function_access_key(function))
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !called.is_empty(),
+            "{function} made calls with its own key: {:?}",
+            calls.keys().collect::<Vec<_>>()
+        );
+        for action in &called {
+            if !grants.allows(function, action) {
+                report.push(format!(
+                    "{function} calls {action}, which its role does not grant"
+                ));
+            }
+        }
+        for granted in grants.actions(function) {
+            let used = called.iter().any(|a| {
+                *a == granted
+                    || granted
+                        .strip_suffix('*')
+                        .is_some_and(|prefix| a.starts_with(prefix))
+            });
+            let elsewhere = NOT_IN_THE_STORY
+                .iter()
+                .any(|(functions, a, _)| functions.contains(&function) && *a == granted);
+            if !used && !elsewhere {
+                report.push(format!(
+                    "{function}'s role grants {granted}, which it never calls"
+                ));
+            }
+            if used && elsewhere {
+                report.push(format!(
+                    "{function} calls {granted} in the story: drop it from NOT_IN_THE_STORY"
+                ));
+            }
+        }
+        for statement in grants.by_function[function].iter().filter(|s| s.wildcard) {
+            let sid = statement.sid.as_deref().unwrap_or_default();
+            let block = template
+                .split(&format!("Sid: {sid}\n"))
+                .nth(1)
+                .and_then(|rest| rest.split("- Sid:").next())
+                .unwrap_or_default();
+            if sid.is_empty() || !block.contains("Wildcard:") {
+                report.push(format!(
+                    "{function}: statement {sid:?} on Resource \"*\" does not say why (a \"# Wildcard:\" comment)"
+                ));
+            }
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
 /// The credentials the functions run with appear nowhere they print: logs, summaries, the
