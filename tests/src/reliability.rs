@@ -709,7 +709,7 @@ fn folded(versions: &[(i64, String, Vec<String>)]) -> Vec<(String, Vec<String>)>
 }
 
 /// The same AVAILABLE event delivered twice at once (EventBridge delivers at least once, and
-/// without `ReserveConcurrency` nothing serialises build-finished). Parameter Store has no
+/// with `ReservedConcurrency=false` nothing serialises build-finished). Parameter Store has no
 /// conditional write, so both deliveries may write the same AMI: the state must be what one
 /// delivery leaves, except that a region may hold that AMI in two consecutive versions (the
 /// build's label on one of them).
@@ -853,4 +853,52 @@ async fn ecr_digest(
         .and_then(|d| d.image_digest())
         .map(str::to_owned)
         .with_context(|| format!("ECR has no {image}"))
+}
+
+/// Two builds' AVAILABLE events at once (the older one late): whichever runs first, every
+/// region ends on the newer build's AMI and each group has at most one refresh running.
+pub async fn two_builds_at_once() -> anyhow::Result<ConcurrencyCase> {
+    let p = CrashScenario::BuildFinished.prepare().await?;
+    let s = &p.scenario;
+    crate::bench::until_next_second().await;
+    let newer = build_and_finish(
+        s,
+        push_batch(s, &[("team/web", "v42", "web 2")], PUSHED_AT[1]).await?,
+    )
+    .await?;
+    let newer_image = newer["resources"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (a, b) = tokio::join!(
+        invoke_build_finished(s, &p.settings, p.input.clone()),
+        invoke_build_finished(s, &p.settings, newer.clone()),
+    );
+    if a.is_err() {
+        invoke_build_finished(s, &p.settings, p.input.clone()).await?;
+    }
+    if b.is_err() {
+        invoke_build_finished(s, &p.settings, newer).await?;
+    }
+    let after = snapshot(s).await?;
+    let amis = images_by_ami(s).await?;
+    let mut problem = None;
+    for (region, versions) in &after.parameters {
+        let last = versions.last().map(|(_, value, _)| value);
+        if last.and_then(|ami| amis.get(ami)) != Some(&newer_image) {
+            problem = Some(format!(
+                "{region} ends on {last:?}, not on {newer_image}'s AMI"
+            ));
+        }
+    }
+    for (group, refreshes) in &after.refreshes {
+        if refreshes.iter().filter(|r| *r == "active").count() > 1 {
+            problem.get_or_insert_with(|| format!("{group} has two refreshes running"));
+        }
+    }
+    Ok(case(
+        "build-finished: two builds' events at once",
+        2,
+        problem,
+    ))
 }

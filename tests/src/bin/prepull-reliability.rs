@@ -257,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
             reliability::patch_day_beside_image_pushed().await?,
             reliability::rollback_beside_a_late_event().await?,
             reliability::same_build_event_twice(&baseline.snapshot).await?,
+            reliability::two_builds_at_once().await?,
         ])
     };
     let (crash_cases, concurrency) = tokio::join!(crashes, races);
