@@ -7,7 +7,10 @@
 //! - the N-th mutating call fails, its retries exhausted (`fails`);
 //! - the N-th mutating call is carried out and its answer never arrives: the process is gone
 //!   mid-invocation, as when Lambda times out or the host is lost (`answer-lost`);
-//! - the N-th read fails, its retries exhausted (`read-fails`).
+//! - the N-th read fails, its retries exhausted (`read-fails`);
+//! - for image-pushed and build-finished, the N-th mutating call is carried out and the
+//!   function's real binary, under the local Runtime API host, is killed before the answer
+//!   arrives; a new process gets the same event, as Lambda retries it (`process-killed`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,6 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::emulator::{Fault, FaultKind, RecordedRequest};
+use crate::runtime_api::{FunctionHost, FunctionSpec, Outcome, binary_dir};
 use crate::scenario::{Scenario, push_event, sqs_batch};
 use crate::seed::{PipelineSeed, seed_fleet_template, seed_group};
 
@@ -73,6 +77,7 @@ pub enum Interruption {
     Fails,
     AnswerLost,
     ReadFails,
+    ProcessKilled,
 }
 
 /// A scenario on a fresh bench, ready to be invoked.
@@ -524,9 +529,12 @@ pub async fn crash(
     (operation, before): (String, u32),
 ) -> anyhow::Result<CrashCase> {
     let p = scenario.prepare().await?;
+    if interruption == Interruption::ProcessKilled {
+        return crash_the_process(scenario, &p, baseline, step, (operation, before)).await;
+    }
     let emulator = &p.scenario.bench.emulator;
     let kind = match interruption {
-        Interruption::AnswerLost => FaultKind::LoseAnswer,
+        Interruption::AnswerLost | Interruption::ProcessKilled => FaultKind::LoseAnswer,
         Interruption::Fails | Interruption::ReadFails => FaultKind::ServerError,
     };
     let count = if kind == FaultKind::LoseAnswer {
@@ -551,26 +559,149 @@ pub async fn crash(
             break;
         }
     }
+    compared(
+        &p,
+        baseline,
+        CrashCase {
+            scenario,
+            interruption,
+            step,
+            operation,
+            interrupted_run_failed,
+            reruns,
+            state_kept: false,
+            cancelled_twice: false,
+            difference: None,
+        },
+    )
+    .await
+}
+
+/// Fills in how the state after the re-runs compares with the baseline's.
+async fn compared(
+    p: &Prepared,
+    baseline: &Baseline,
+    mut case: CrashCase,
+) -> anyhow::Result<CrashCase> {
     let after = snapshot(&p.scenario).await?;
-    let state_kept = after == baseline.snapshot;
-    let difference = (!state_kept).then(|| {
+    case.state_kept = after == baseline.snapshot;
+    case.difference = (!case.state_kept).then(|| {
         format!(
             "expected {}\nfound {}",
             serde_json::to_string(&baseline.snapshot).unwrap_or_default(),
             serde_json::to_string(&after).unwrap_or_default()
         )
     });
-    Ok(CrashCase {
-        scenario,
-        interruption,
-        step,
-        operation,
-        interrupted_run_failed,
-        reruns,
-        state_kept,
-        cancelled_twice: cancelled_twice(&emulator.requests()),
-        difference,
+    case.cancelled_twice = cancelled_twice(&p.scenario.bench.emulator.requests());
+    Ok(case)
+}
+
+impl CrashScenario {
+    /// The function whose real binary runs this scenario's invocation for `process-killed`:
+    /// one whose settings the template's environment gives exactly (the rollback and patch-day
+    /// scenarios tune waits and clocks in-process).
+    pub fn binary(self) -> Option<&'static str> {
+        match self {
+            CrashScenario::ImagePushed => Some("image-pushed"),
+            CrashScenario::BuildFinished => Some("build-finished"),
+            CrashScenario::PatchDay | CrashScenario::Rollback => None,
+        }
+    }
+}
+
+/// The scenario's function as its real binary under the local Runtime API host, with the
+/// environment the template would give it on this bench.
+async fn function_host(name: &str, p: &Prepared) -> anyhow::Result<FunctionHost> {
+    let s = &p.scenario;
+    let images: Vec<String> = s
+        .common
+        .config
+        .images
+        .iter()
+        .map(|i| format!("{}:{}", i.repository, i.tag))
+        .collect();
+    let environment = crate::demo::template_environment(
+        &s.bench,
+        &crate::demo::TemplateSettings {
+            pipeline_arn: &s.pipeline.pipeline_arn,
+            component_name: &s.common.config.component_name,
+            images: &images.join(","),
+            runtime: s.common.config.runtime.as_str(),
+            parameter: PARAMETER,
+            groups: &GROUPS.join(","),
+        },
+    );
+    let config = s.bench.emulator.config();
+    FunctionHost::start(FunctionSpec {
+        name: name.to_owned(),
+        binary: binary_dir()?.join(name),
+        args: Vec::new(),
+        environment,
+        memory_mb: 256,
+        timeout: Duration::from_secs(120),
+        region: config.region.clone(),
+        account_id: config.account_id.clone(),
     })
+    .await
+}
+
+/// Whether the binary's answer is a success Lambda would not retry.
+fn succeeded(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Response(summary) => summary
+            .get("batchItemFailures")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty),
+        _ => false,
+    }
+}
+
+/// The N-th mutating call is carried out, and the function's process is killed before the
+/// answer reaches it; a new process gets the same event until one succeeds.
+async fn crash_the_process(
+    scenario: CrashScenario,
+    p: &Prepared,
+    baseline: &Baseline,
+    step: usize,
+    (operation, before): (String, u32),
+) -> anyhow::Result<CrashCase> {
+    let name = scenario
+        .binary()
+        .with_context(|| format!("{} has no binary scenario", scenario.name()))?;
+    let emulator = &p.scenario.bench.emulator;
+    emulator.inject(Fault::new(&operation, FaultKind::LoseAnswer, 1).after(before));
+    let mut host = function_host(name, p).await?;
+    let killed = tokio::select! {
+        outcome = host.invoke(&p.input) => !succeeded(&outcome?),
+        () = emulator.answer_lost() => true,
+    };
+    // Dropping the host kills the process (and its Runtime API), mid-invocation.
+    drop(host);
+    emulator.clear_faults();
+    let mut reruns = 0;
+    while reruns < RERUNS {
+        reruns += 1;
+        let mut host = function_host(name, p).await?;
+        if succeeded(&host.invoke(&p.input).await?) {
+            break;
+        }
+    }
+    compared(
+        p,
+        baseline,
+        CrashCase {
+            scenario,
+            interruption: Interruption::ProcessKilled,
+            step,
+            operation,
+            interrupted_run_failed: killed,
+            reruns,
+            state_kept: false,
+            cancelled_twice: false,
+            difference: None,
+        },
+    )
+    .await
 }
 
 /// Which calls of a scenario are interrupted.
@@ -591,9 +722,14 @@ pub async fn crash_everywhere(
     let mut cases = Vec::new();
     let steps = steps(&baseline, calls == Calls::Reads);
     for (index, step) in steps.into_iter().enumerate() {
-        let interruptions: &[Interruption] = match calls {
-            Calls::Mutating => &[Interruption::Fails, Interruption::AnswerLost],
-            Calls::Reads => &[Interruption::ReadFails],
+        let interruptions: &[Interruption] = match (calls, scenario.binary()) {
+            (Calls::Mutating, Some(_)) => &[
+                Interruption::Fails,
+                Interruption::AnswerLost,
+                Interruption::ProcessKilled,
+            ],
+            (Calls::Mutating, None) => &[Interruption::Fails, Interruption::AnswerLost],
+            (Calls::Reads, _) => &[Interruption::ReadFails],
         };
         for interruption in interruptions {
             cases.push(crash(scenario, &baseline, *interruption, index + 1, step.clone()).await?);
@@ -788,16 +924,24 @@ pub async fn rollback_beside_a_late_event() -> anyhow::Result<ConcurrencyCase> {
             "the regions hold different builds' AMIs: {finals:?}"
         ));
     }
-    for (group, refreshes) in &after.refreshes {
-        if refreshes.iter().filter(|r| *r == "active").count() > 1 {
-            problem.get_or_insert_with(|| format!("{group} has two refreshes running"));
-        }
+    if problem.is_none() {
+        problem = two_refreshes_running(&after);
     }
     Ok(case(
         "build-finished: a rollback and a late event at once",
         2,
         problem,
     ))
+}
+
+/// A group with more than one refresh running: Auto Scaling allows one, so this would mean a
+/// start that should have been refused, or state read wrong.
+fn two_refreshes_running(snapshot: &Snapshot) -> Option<String> {
+    snapshot
+        .refreshes
+        .iter()
+        .find(|(_, refreshes)| refreshes.iter().filter(|r| *r == "active").count() > 1)
+        .map(|(group, _)| format!("{group} has two refreshes running"))
 }
 
 /// Every AMI the pipeline's images distributed, with the image's version.
@@ -891,10 +1035,8 @@ pub async fn two_builds_at_once() -> anyhow::Result<ConcurrencyCase> {
             ));
         }
     }
-    for (group, refreshes) in &after.refreshes {
-        if refreshes.iter().filter(|r| *r == "active").count() > 1 {
-            problem.get_or_insert_with(|| format!("{group} has two refreshes running"));
-        }
+    if problem.is_none() {
+        problem = two_refreshes_running(&after);
     }
     Ok(case(
         "build-finished: two builds' events at once",

@@ -167,6 +167,7 @@ fn markdown(report: &Report) -> String {
         for interruption in [
             Interruption::Fails,
             Interruption::AnswerLost,
+            Interruption::ProcessKilled,
             Interruption::ReadFails,
         ] {
             let cases: Vec<&CrashCase> = report
@@ -183,6 +184,7 @@ fn markdown(report: &Report) -> String {
             let label = match interruption {
                 Interruption::Fails => "mutating call fails",
                 Interruption::AnswerLost => "mutating call done, answer lost",
+                Interruption::ProcessKilled => "mutating call done, the binary killed",
                 Interruption::ReadFails => "read fails",
             };
             out.push_str(&format!(

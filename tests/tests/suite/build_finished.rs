@@ -100,6 +100,21 @@ pub(super) async fn finished(f: &Fleet, content: &str, status: &str) -> (String,
     (image, event)
 }
 
+/// The groups StartInstanceRefresh was called for, in order.
+pub(super) fn refreshed_groups(f: &Fleet) -> Vec<String> {
+    f.s.bench
+        .emulator
+        .requests_of("StartInstanceRefresh")
+        .iter()
+        .map(|r| {
+            r.params["AutoScalingGroupName"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 pub(super) async fn run(f: &Fleet, input: Value) -> Summary {
     handle(
         &f.s.common,
@@ -1101,18 +1116,7 @@ async fn a_missing_group_is_reported_and_the_others_proceed() {
     );
     assert_eq!(summary.refreshes[1].outcome, "started");
     assert_eq!(summary.parameters.len(), 2);
-    let refreshed: Vec<String> =
-        f.s.bench
-            .emulator
-            .requests_of("StartInstanceRefresh")
-            .iter()
-            .map(|r| {
-                r.params["AutoScalingGroupName"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+    let refreshed = refreshed_groups(&f);
     assert_eq!(refreshed, [GROUPS[0]]);
 }
 

@@ -13,7 +13,7 @@ use prepull_bench::seed::{
     FLEET_TEMPLATE, ROOT_VOLUME_GIB, seed_group_with_template, seed_launch_template,
 };
 
-use super::build_finished::{Fleet, GROUPS, build, fleet, run, settings};
+use super::build_finished::{Fleet, GROUPS, build, fleet, refreshed_groups, run, settings};
 
 const PARAMETER: &str = "/prepull/ami-id";
 
@@ -32,20 +32,6 @@ fn kinds(f: &prepull::build_finished::Summary, group: &str) -> Vec<&'static str>
         .misconfigured
         .iter()
         .map(Misconfiguration::kind)
-        .collect()
-}
-
-fn refreshed_groups(f: &Fleet) -> Vec<String> {
-    f.s.bench
-        .emulator
-        .requests_of("StartInstanceRefresh")
-        .iter()
-        .map(|r| {
-            r.params["AutoScalingGroupName"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
         .collect()
 }
 
