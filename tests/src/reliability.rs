@@ -44,6 +44,8 @@ const RERUNS: usize = 3;
 pub enum CrashScenario {
     /// image-pushed: a batch with two changed images.
     ImagePushed,
+    /// image-pushed: a watched tag deleted from ECR after a build cached it.
+    ImageDeleted,
     /// patch-day: a new install's first scheduled run.
     PatchDay,
     /// build-finished: an AVAILABLE build, two regions, two groups.
@@ -53,8 +55,9 @@ pub enum CrashScenario {
 }
 
 impl CrashScenario {
-    pub const ALL: [CrashScenario; 4] = [
+    pub const ALL: [CrashScenario; 5] = [
         CrashScenario::ImagePushed,
+        CrashScenario::ImageDeleted,
         CrashScenario::PatchDay,
         CrashScenario::BuildFinished,
         CrashScenario::Rollback,
@@ -63,6 +66,7 @@ impl CrashScenario {
     pub fn name(self) -> &'static str {
         match self {
             CrashScenario::ImagePushed => "image-pushed: two changed pushes",
+            CrashScenario::ImageDeleted => "image-pushed: a cached tag deleted",
             CrashScenario::PatchDay => "patch-day: a new install's first run",
             CrashScenario::BuildFinished => "build-finished: AVAILABLE, 2 regions, 2 groups",
             CrashScenario::Rollback => "build-finished: rollback",
@@ -192,6 +196,42 @@ impl CrashScenario {
                     now,
                 })
             }
+            CrashScenario::ImageDeleted => {
+                let s = Scenario::start(&images, PipelineSeed::default(), &[]).await?;
+                let pushes = push_batch(
+                    &s,
+                    &[("team/web", "v42", "web 1"), ("team/api", "v7", "api 1")],
+                    PUSHED_AT[0],
+                )
+                .await?;
+                build_and_finish(&s, pushes).await?;
+                let api = s
+                    .common
+                    .config
+                    .images
+                    .iter()
+                    .find(|i| i.repository.as_str() == "team/api")
+                    .context("team/api is watched")?
+                    .clone();
+                let digest = ecr_digest(&s, &api).await?;
+                s.delete("team/api", "v7").await?;
+                let input = sqs_batch(&[crate::scenario::ecr_event(
+                    "deleted-1",
+                    "DELETE",
+                    "SUCCESS",
+                    "team/api",
+                    "v7",
+                    &digest,
+                    PUSHED_AT[1],
+                )]);
+                s.bench.emulator.clear_requests();
+                Ok(Prepared {
+                    scenario: s,
+                    input,
+                    settings,
+                    now,
+                })
+            }
             CrashScenario::PatchDay => {
                 let seed = PipelineSeed {
                     parent_image: format!("ssm:{PARENT_PARAMETER}"),
@@ -276,7 +316,7 @@ impl CrashScenario {
         now: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         match self {
-            CrashScenario::ImagePushed => {
+            CrashScenario::ImagePushed | CrashScenario::ImageDeleted => {
                 let summary = prepull::image_pushed::handle(&s.common, input.clone()).await?;
                 if !summary.batch_item_failures.is_empty() {
                     bail!(
@@ -602,7 +642,7 @@ impl CrashScenario {
     /// scenarios tune waits and clocks in-process).
     pub fn binary(self) -> Option<&'static str> {
         match self {
-            CrashScenario::ImagePushed => Some("image-pushed"),
+            CrashScenario::ImagePushed | CrashScenario::ImageDeleted => Some("image-pushed"),
             CrashScenario::BuildFinished => Some("build-finished"),
             CrashScenario::PatchDay | CrashScenario::Rollback => None,
         }
