@@ -697,10 +697,11 @@ const CHANGED_PUSH_EXTRA: &[&str] = &[
 const DUPLICATE_PUSH_FLOOR: usize = READ_COMPONENT + READ_RECIPE + 1;
 const DUPLICATE_PUSH_EXTRA: &[&str] = &[PROBE];
 /// GetImage, "is a newer build out", per region the current value, the write and the label,
-/// the groups' launch templates (one DescribeAutoScalingGroups, then per group its template
-/// version), per group "is a refresh running" and the start, and the component read that
-/// decides the follow-up.
-const AVAILABLE_FLOOR: usize = 1 + 1 + 3 * REGIONS.len() + 1 + 3 * GROUPS.len() + READ_COMPONENT;
+/// the groups' launch templates (one DescribeAutoScalingGroups, then the one template version
+/// the fleet's groups share), per group "is a refresh running" and the start, and the
+/// component read that decides the follow-up.
+const AVAILABLE_FLOOR: usize =
+    1 + 1 + 3 * REGIONS.len() + 1 + 1 + 2 * GROUPS.len() + READ_COMPONENT;
 const AVAILABLE_EXTRA: &[&str] = &[LABEL_READ, CONFIRM, LABEL_READ, CONFIRM, PROBE];
 /// A changed push, plus DescribeImages for each image pushed more than once within a second:
 /// an event's time is whole seconds, so ECR's `imagePushedAt` orders them.

@@ -952,16 +952,11 @@ pub async fn rollback_beside_a_late_event() -> anyhow::Result<ConcurrencyCase> {
     }
     let after = snapshot(s).await?;
     let mut problem = None;
-    let finals: Vec<&String> = after
-        .parameters
-        .values()
-        .filter_map(|versions| versions.last().map(|(_, value, _)| value))
-        .collect();
-    let amis = images_by_ami(s).await?;
-    let builds: Vec<Option<&String>> = finals.iter().map(|ami| amis.get(*ami)).collect();
-    if builds.iter().any(Option::is_none) || builds.windows(2).any(|w| w[0] != w[1]) {
+    let builds = final_builds(s, &after).await?;
+    let values: Vec<&Option<String>> = builds.values().collect();
+    if values.iter().any(|b| b.is_none()) || values.windows(2).any(|w| w[0] != w[1]) {
         problem = Some(format!(
-            "the regions hold different builds' AMIs: {finals:?}"
+            "the regions hold different builds' AMIs: {builds:?}"
         ));
     }
     if problem.is_none() {
@@ -982,6 +977,22 @@ fn two_refreshes_running(snapshot: &Snapshot) -> Option<String> {
         .iter()
         .find(|(_, refreshes)| refreshes.iter().filter(|r| *r == "active").count() > 1)
         .map(|(group, _)| format!("{group} has two refreshes running"))
+}
+
+/// Per region, the image whose AMI the parameter holds last (`None`: an AMI no image made).
+async fn final_builds(
+    s: &Scenario,
+    after: &Snapshot,
+) -> anyhow::Result<BTreeMap<String, Option<String>>> {
+    let amis = images_by_ami(s).await?;
+    Ok(after
+        .parameters
+        .iter()
+        .map(|(region, versions)| {
+            let last = versions.last().map(|(_, value, _)| value);
+            (region.clone(), last.and_then(|ami| amis.get(ami)).cloned())
+        })
+        .collect())
 }
 
 /// Every AMI the pipeline's images distributed, with the image's version.
@@ -1065,13 +1076,11 @@ pub async fn two_builds_at_once() -> anyhow::Result<ConcurrencyCase> {
         invoke_build_finished(s, &p.settings, newer).await?;
     }
     let after = snapshot(s).await?;
-    let amis = images_by_ami(s).await?;
     let mut problem = None;
-    for (region, versions) in &after.parameters {
-        let last = versions.last().map(|(_, value, _)| value);
-        if last.and_then(|ami| amis.get(ami)) != Some(&newer_image) {
+    for (region, build) in final_builds(s, &after).await? {
+        if build.as_ref() != Some(&newer_image) {
             problem = Some(format!(
-                "{region} ends on {last:?}, not on {newer_image}'s AMI"
+                "{region} ends on {build:?}'s AMI, not {newer_image}'s"
             ));
         }
     }

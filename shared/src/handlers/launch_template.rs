@@ -2,6 +2,8 @@
 //! [`prepull_core::launch_template`]'s verdict. build-finished asks before each refresh; the
 //! status report asks about the AMI the parameter holds now.
 
+use std::sync::Arc;
+
 use prepull_core::config::FleetSettings;
 use prepull_core::launch_template::{
     Expected, GroupLaunch, Misconfiguration, TemplateCheck, check_selector, check_template,
@@ -23,7 +25,7 @@ pub struct LaunchCheck<'a> {
 
 /// Why the group cannot take the AMI, if it cannot: its launch template (the version the
 /// group really uses) must read the parameter, and launch the AMI's root volume.
-pub async fn launch_problems(
+async fn launch_problems(
     common: &Common,
     settings: &FleetSettings,
     launch: &GroupLaunch,
@@ -55,4 +57,43 @@ pub async fn launch_problems(
                 .collect())
         }
     }
+}
+
+/// A group's problems, or the read that failed (shared by the groups of one template).
+pub type GroupProblems = Result<Vec<Misconfiguration>, Arc<PrepullError>>;
+
+/// Each group's problems. The groups of one fleet usually share a launch template version, so
+/// each distinct one is read once, and the distinct ones side by side.
+pub async fn problems_by_group(
+    common: &Common,
+    settings: &FleetSettings,
+    launches: &[(String, GroupLaunch)],
+    check: LaunchCheck<'_>,
+) -> Vec<(String, GroupProblems)> {
+    let mut distinct: Vec<&GroupLaunch> = Vec::new();
+    let mut index_of_group = Vec::with_capacity(launches.len());
+    for (_, launch) in launches {
+        let index = distinct
+            .iter()
+            .position(|d| *d == launch)
+            .unwrap_or_else(|| {
+                distinct.push(launch);
+                distinct.len() - 1
+            });
+        index_of_group.push(index);
+    }
+    let results: Vec<GroupProblems> = futures_util::future::join_all(
+        distinct
+            .iter()
+            .map(|launch| launch_problems(common, settings, launch, check)),
+    )
+    .await
+    .into_iter()
+    .map(|result| result.map_err(Arc::new))
+    .collect();
+    launches
+        .iter()
+        .zip(index_of_group)
+        .map(|((group, _), index)| (group.clone(), results[index].clone()))
+        .collect()
 }

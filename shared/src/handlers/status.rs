@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::aws::{autoscaling, ecr, imagebuilder, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::launch_template::{LaunchCheck, launch_problems};
+use crate::handlers::launch_template::{LaunchCheck, problems_by_group};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -318,7 +318,7 @@ fn running_now(
 
 /// The parameter in the home region and in each of `regions`, each read on its own.
 /// Each group's launch template, checked as build-finished checks it before a refresh: one
-/// DescribeAutoScalingGroups, then each group's launch template version.
+/// DescribeAutoScalingGroups, then each distinct launch template version once.
 async fn read_launch_templates(
     common: &Common,
     settings: &FleetSettings,
@@ -338,16 +338,14 @@ async fn read_launch_templates(
                 fact: Fact::unknown(source(group), &error),
             })
             .collect(),
-        Ok(launches) => {
-            let reads = launches.into_iter().map(|(group, launch)| async move {
-                let problems = launch_problems(common, settings, &launch, check).await;
-                InGroup {
-                    fact: Fact::read(source(&group), problems),
-                    group,
-                }
-            });
-            futures_util::future::join_all(reads).await
-        }
+        Ok(launches) => problems_by_group(common, settings, &launches, check)
+            .await
+            .into_iter()
+            .map(|(group, problems)| InGroup {
+                fact: Fact::read(source(&group), problems),
+                group,
+            })
+            .collect(),
     }
 }
 

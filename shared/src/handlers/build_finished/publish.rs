@@ -16,7 +16,7 @@ use super::{ParameterUpdate, Summary};
 use crate::aws::{autoscaling, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::launch_template::LaunchCheck;
+use crate::handlers::launch_template::{LaunchCheck, problems_by_group};
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
@@ -229,13 +229,12 @@ pub(super) async fn publish_and_refresh(
                 return Ok(());
             }
         };
-    for (group, launch) in &launches {
+    for (group, launch) in problems_by_group(common, settings, &launches, check).await {
         let outcome = refresh_group(
             common,
             settings,
-            group,
+            &group,
             launch,
-            check,
             published_at,
             publish.dry_run,
             publish.deadline,

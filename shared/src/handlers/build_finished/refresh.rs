@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use prepull_core::config::FleetSettings;
-use prepull_core::launch_template::{GroupLaunch, Misconfiguration};
+use prepull_core::launch_template::Misconfiguration;
 use prepull_core::refresh::{RefreshDecision, RefreshResult, decide_refresh};
 
 use super::RefreshOutcome;
@@ -12,7 +12,7 @@ use crate::aws::autoscaling;
 use crate::aws::errors::aws_error;
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::launch_template::{LaunchCheck, launch_problems};
+use crate::handlers::launch_template::GroupProblems;
 
 fn outcome(
     group: &str,
@@ -51,23 +51,18 @@ pub(super) fn failed(group: &str, error: &PrepullError) -> RefreshOutcome {
 }
 
 /// Refreshes one group after the parameter took its AMI at `published_at`, once its launch
-/// template is found able to take that AMI. A failure is reported in the outcome, not
-/// returned: the other groups still get their refresh.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one group's refresh: each argument is a different fact about it"
-)]
+/// template was found able to take that AMI (`launch`). A failure is reported in the outcome,
+/// not returned: the other groups still get their refresh.
 pub(super) async fn refresh_group(
     common: &Common,
     settings: &FleetSettings,
     group: &str,
-    launch: &GroupLaunch,
-    check: LaunchCheck<'_>,
+    launch: GroupProblems,
     published_at: Option<DateTime<Utc>>,
     dry_run: bool,
     deadline: Instant,
 ) -> RefreshOutcome {
-    match launch_problems(common, settings, launch, check).await {
+    match launch {
         Ok(problems) if problems.is_empty() => {}
         Ok(problems) => return misconfigured(group, problems),
         Err(error) => return failed(group, &error),
