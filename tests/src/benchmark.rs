@@ -148,9 +148,27 @@ pub fn function_environment(scenario: &Scenario, images: &[&str]) -> Vec<(String
     )
 }
 
-/// The watched images of every scenario: ten, as a small fleet's cache would hold.
+/// How many watched images every scenario has: as a small fleet's cache would hold.
+pub const WATCHED_IMAGES: usize = 10;
+/// The repositories they are in: ECR is read one call per repository.
+pub const WATCHED_REPOSITORIES: usize = 2;
+
+/// Watched image `n`: its repository and tag.
+pub fn watched_image(n: usize) -> (String, String) {
+    (
+        format!("team/svc{}", n % WATCHED_REPOSITORIES),
+        format!("live{n}"),
+    )
+}
+
+/// The watched images of every scenario, as `repository:tag`.
 pub fn watched_images() -> Vec<String> {
-    (0..10).map(|n| format!("team/svc{n}:live")).collect()
+    (0..WATCHED_IMAGES)
+        .map(|n| {
+            let (repository, tag) = watched_image(n);
+            format!("{repository}:{tag}")
+        })
+        .collect()
 }
 
 /// A bench seeded for every scenario: ten watched images, a pipeline distributing to two
@@ -227,13 +245,13 @@ pub async fn refreshes_succeed(scenario: &Scenario) -> anyhow::Result<()> {
 
 /// Pushes a new digest of watched image `n` and returns the push event.
 pub async fn changed_push(scenario: &Scenario, n: usize, content: &str) -> anyhow::Result<Value> {
-    let repository = format!("team/svc{n}");
-    let digest = scenario.push(&repository, "live", content).await?;
+    let (repository, tag) = watched_image(n);
+    let digest = scenario.push(&repository, &tag, content).await?;
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     Ok(push_event(
         &format!("push-{}", uuid::Uuid::new_v4()),
         &repository,
-        "live",
+        &tag,
         &digest,
         &time,
     ))
@@ -585,14 +603,11 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
     )
     .await?;
     expect_outcome(&answer, "build-started")?;
-    // Every other watched image's pin is confirmed before the build.
+    // Every other watched image's pin is confirmed before the build: one read per repository.
     let changed_extra: Vec<&str> = CHANGED_PUSH_EXTRA
         .iter()
         .copied()
-        .chain(std::iter::repeat_n(
-            CONFIRM_DIGEST,
-            WATCHED_REPOSITORIES - 1,
-        ))
+        .chain(std::iter::repeat_n(CONFIRM_DIGEST, WATCHED_REPOSITORIES))
         .collect();
     record("changed push", ops, CHANGED_PUSH_FLOOR, &changed_extra);
 
@@ -601,11 +616,16 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
         field(&answer, "outcome") != "build-started",
         "a duplicate built"
     );
+    let duplicate_extra: Vec<&str> = DUPLICATE_PUSH_EXTRA
+        .iter()
+        .copied()
+        .chain(std::iter::repeat_n(CONFIRM_DIGEST, WATCHED_REPOSITORIES))
+        .collect();
     record(
         "duplicate push",
         ops,
         DUPLICATE_PUSH_FLOOR,
-        DUPLICATE_PUSH_EXTRA,
+        &duplicate_extra,
     );
 
     let event = finish_running_builds(&scenario)
@@ -668,8 +688,6 @@ const READ_COMPONENT: usize = 3;
 /// Which component version the pipeline's next build takes: GetImagePipeline for the recipe,
 /// GetImageRecipe for its components.
 const READ_RECIPE: usize = 2;
-/// ECR's DescribeImages takes one repository per call, and every watched image is in its own.
-const WATCHED_REPOSITORIES: usize = 10;
 const PROBE: &str = "ListComponentBuildVersions probes the next version, which ListComponents lags behind after a write (two pushes moments apart would otherwise plan the same version)";
 const VISIBLE: &str = "GetComponent waits until the new version resolves before the build starts (Image Builder's reads lag its writes; a build started at once could take the previous version)";
 const PARENT: &str = "GetParameter reads the recipe's `ssm:` parent image, part of the build's identity (its client token)";
@@ -678,7 +696,7 @@ const YIELD: &str = "ListImagePipelineImages after the start finds a build anoth
 const LATENCY_VERSIONS: &str = "ListComponentBuildVersions finds the component build of the AMI published now, whose manifest the new build is compared with (the `prepull:oldest-new-push` tag, where the push-to-AMI latency metric starts)";
 const LATENCY_MANIFEST: &str =
     "GetComponent reads that build's manifest: the pushes it lacks are the ones the new AMI brings";
-const CONFIRM_DIGEST: &str = "DescribeImages confirms a pin this run neither pushed nor read from ECR still exists (a build pinning a deleted digest fails at its pull, and so would every later one)";
+const CONFIRM_DIGEST: &str = "BatchGetImage, one per repository, confirms the pins this run neither pushed nor read from ECR still exist, with their tags in case one is gone (a build pinning a deleted digest fails at its pull, and so would every later one)";
 const LABEL_READ: &str = "GetParameter of `name:label` tells a retried event that its version exists (GetParameters could fold it into the current-value read, but that its answer names the selector is undocumented)";
 const CONFIRM: &str = "GetParameter of the new version waits for Parameter Store's asynchronous `aws:ec2:image` validation to accept the AMI";
 
@@ -693,7 +711,9 @@ const CHANGED_PUSH_EXTRA: &[&str] = &[
     YIELD,
 ];
 /// The component read shows the manifest unchanged; the recipe and the pipeline's builds show
-/// whether that version was built (a run that stopped after writing it left it unbuilt).
+/// whether that version was built (a run that stopped after writing it left it unbuilt). The
+/// pins are confirmed as in a changed push (one read per repository, beside the pipeline
+/// read): the run may yet start that unbuilt version.
 const DUPLICATE_PUSH_FLOOR: usize = READ_COMPONENT + READ_RECIPE + 1;
 const DUPLICATE_PUSH_EXTRA: &[&str] = &[PROBE];
 /// GetImage, "is a newer build out", per region the current value, the write and the label,
@@ -703,8 +723,9 @@ const DUPLICATE_PUSH_EXTRA: &[&str] = &[PROBE];
 const AVAILABLE_FLOOR: usize =
     1 + 1 + 3 * REGIONS.len() + 1 + 1 + 2 * GROUPS.len() + READ_COMPONENT;
 const AVAILABLE_EXTRA: &[&str] = &[LABEL_READ, CONFIRM, LABEL_READ, CONFIRM, PROBE];
-/// A changed push, plus DescribeImages for each image pushed more than once within a second:
-/// an event's time is whole seconds, so ECR's `imagePushedAt` orders them.
+/// A changed push, plus BatchGetImage for the images pushed more than once within a second
+/// (one call per repository): an event's time is whole seconds, so ECR's current digest
+/// decides.
 const BURST_FLOOR: usize = CHANGED_PUSH_FLOOR + WATCHED_REPOSITORIES;
 const BURST_EXTRA: &[&str] = CHANGED_PUSH_EXTRA;
 /// The component read, ECR's digests, the recipe, the pipeline's builds, the parent image.

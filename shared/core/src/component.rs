@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::arn::ImageBuilderArn;
 use crate::document::{self, DocumentError, Runtime};
 use crate::events::ecr::Push;
-use crate::image::ImageRef;
+use crate::image::{Digest, ImageRef};
 use crate::manifest::{Manifest, sha256_hex};
 use crate::token::client_token;
 
@@ -48,6 +48,34 @@ pub fn images_to_resolve(
         .filter(|image| state.merged_manifest.digest_of(image).is_none())
         .filter(|image| !pushes.iter().any(|p| &p.image == *image))
         .cloned()
+        .collect()
+}
+
+/// The pins a run keeps without reading their tag (`wanted`) or seeing them pushed: the
+/// watched images of the latest version (every build merged) that no push of this run
+/// replaces. ECR must confirm each digest still exists before a build pins it.
+pub fn pins_to_confirm(
+    state: &ComponentState,
+    watched: &[ImageRef],
+    wanted: &[ImageRef],
+    pushes: &[Push],
+) -> Vec<(ImageRef, Digest)> {
+    state
+        .merged_manifest
+        .images()
+        .filter(|pin| watched.contains(&pin.image) && !wanted.contains(&pin.image))
+        .filter(|pin| {
+            // A push wins unless the pin is from a strictly later second (as in
+            // `desired_manifest`); then the pin stays and needs confirming.
+            !pushes.iter().any(|push| {
+                push.image == pin.image
+                    && (push.digest == pin.digest
+                        || pin
+                            .pushed_at
+                            .is_none_or(|at| push.time.trunc_subsecs(0) >= at.trunc_subsecs(0)))
+            })
+        })
+        .map(|pin| (pin.image, pin.digest))
         .collect()
 }
 
@@ -291,6 +319,51 @@ mod tests {
             latest_manifest: manifest.clone(),
             merged_manifest: manifest,
             latest_runtime: Some(Runtime::Containerd),
+        }
+    }
+
+    #[test]
+    fn pins_to_confirm_are_the_kept_pins_nobody_pushed_or_reads() {
+        let state = state(&[
+            ("web:v1", 'a', "2026-12-01T10:00:00Z"),
+            ("api:v1", 'b', "2026-12-01T10:00:00Z"),
+            ("job:v1", 'c', "2026-12-01T10:00:05Z"),
+            ("old:v1", 'd', "2026-12-01T10:00:00Z"),
+        ]);
+        let watched = [
+            image("web:v1"),
+            image("api:v1"),
+            image("job:v1"),
+            image("new:v1"),
+        ];
+        // (tags read, pushes) → pins to confirm
+        let cases: Vec<(Vec<ImageRef>, Vec<Push>, Vec<&str>)> = vec![
+            (vec![], vec![], vec!["api:v1", "job:v1", "web:v1"]),
+            // Read by tag: ECR's answer decides, nothing to confirm.
+            (vec![image("web:v1")], vec![], vec!["api:v1", "job:v1"]),
+            // Pushed with the same digest, or a newer one: the push is the pin.
+            (
+                vec![],
+                vec![
+                    push("web:v1", 'a', "2026-12-01T09:00:00Z"),
+                    push("api:v1", 'e', "2026-12-01T10:00:01Z"),
+                ],
+                vec!["job:v1"],
+            ),
+            // A push from an earlier second than the pin does not replace it.
+            (
+                vec![],
+                vec![push("job:v1", 'f', "2026-12-01T10:00:04Z")],
+                vec!["api:v1", "job:v1", "web:v1"],
+            ),
+        ];
+        for (wanted, pushes, expected) in cases {
+            let confirmed: Vec<ImageRef> = pins_to_confirm(&state, &watched, &wanted, &pushes)
+                .into_iter()
+                .map(|(image, _)| image)
+                .collect();
+            let expected: Vec<ImageRef> = expected.into_iter().map(image).collect();
+            assert_eq!(confirmed, expected, "{wanted:?} {pushes:?}");
         }
     }
 

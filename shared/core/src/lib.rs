@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod parameter;
 pub mod recipe;
 pub mod refresh;
+pub mod registry;
 pub mod schedule;
 pub mod status;
 pub mod token;

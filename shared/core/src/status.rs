@@ -165,10 +165,10 @@ mod tests {
             serde_json::to_value(&known).unwrap(),
             json!({"source": "ssm:GetParameterHistory /p in us-east-1", "value": 3})
         );
-        let unknown: Fact<i32> = Fact::read("ecr:DescribeImages", Err("ThrottlingException"));
+        let unknown: Fact<i32> = Fact::read("ecr:BatchGetImage", Err("ThrottlingException"));
         assert_eq!(
             serde_json::to_value(&unknown).unwrap(),
-            json!({"source": "ecr:DescribeImages", "unknown": "ThrottlingException"})
+            json!({"source": "ecr:BatchGetImage", "unknown": "ThrottlingException"})
         );
         assert_eq!(unknown.value(), None);
         assert_eq!(known.value(), Some(&3));

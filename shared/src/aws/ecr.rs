@@ -1,148 +1,149 @@
-//! Digests of watched images nobody has pushed since prepull started watching them.
+//! ECR reads: where watched tags point and whether pinned digests still exist, one
+//! `BatchGetImage` per repository (see [`prepull_core::registry`]).
 
-use aws_sdk_ecr::types::ImageIdentifier;
-use chrono::{DateTime, Utc};
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
-use prepull_core::image::{Digest, ImageRef};
-use prepull_core::manifest::Manifest;
+use aws_sdk_ecr::operation::batch_get_image::BatchGetImageError;
+use aws_sdk_ecr::types::{ImageFailureCode, ImageIdentifier};
+use futures_util::{StreamExt as _, stream};
+use prepull_core::image::{Digest, ImageRef, Tag};
+use prepull_core::registry::{BatchRead, EcrState, ImageId, RepositoryAnswer, RepositoryKey};
 
 use crate::aws::AwsClients;
 use crate::aws::errors::aws_error;
 use crate::error::PrepullError;
 
-/// What ECR said about the images asked for.
-#[derive(Debug, Default)]
-pub struct Resolved {
-    pub manifest: Manifest,
-    /// Images ECR does not have (no such repository or tag): they cannot be cached yet.
-    pub missing: Vec<ImageRef>,
-}
+/// How many repositories are read at once. Each is a round trip; ECR's `BatchGetImage` rate
+/// quota is per account and region ("Amazon ECR service quotas": 2,000 per second), and the
+/// SDK's standard retry backs off if a burst is throttled.
+const CONCURRENT_READS: usize = 8;
 
-/// How many DescribeImages calls are in flight at once. Each is a round trip; ECR's
-/// DescribeImages quota is per account and region ("Amazon ECR service quotas": 10 per second
-/// sustained, higher bursts), and the SDK's standard retry backs off if a burst is throttled.
-const CONCURRENT_LOOKUPS: usize = 8;
-
-/// Looks up each image's current digest with DescribeImages, in the image's own registry and
-/// region, several at a time. A missing repository or tag is reported, not an error: the
-/// image is simply not cached until it exists.
-pub async fn resolve(
+/// Reads into `state` whatever `tags` and `digests` ask that it does not know yet: one call
+/// per repository, several repositories at once. The first failed read fails the whole.
+pub async fn read_into(
     clients: &AwsClients,
-    images: &[ImageRef],
-    read_at: DateTime<Utc>,
-) -> Result<Resolved, PrepullError> {
-    let lookups: Vec<Option<Digest>> = stream::iter(images)
-        .map(|image| current_digest(clients, image))
-        .buffered(CONCURRENT_LOOKUPS)
-        .try_collect()
-        .await?;
-    let mut resolved = Resolved::default();
-    for (image, digest) in images.iter().zip(lookups) {
-        match digest {
-            // `imagePushedAt` is when the digest was first pushed, not when the tag moved to
-            // it (a retag keeps the old time); the time it was read is what is known to be
-            // current.
-            Some(digest) => {
-                resolved.manifest.pin(image.clone(), digest, Some(read_at));
-            }
-            None => resolved.missing.push(image.clone()),
-        }
+    state: &mut EcrState,
+    tags: &[ImageRef],
+    digests: &[(ImageRef, Digest)],
+) -> Result<(), PrepullError> {
+    for (read, answer) in read_each(clients, state.reads_for(tags, digests)).await {
+        state.record(&read, &answer?);
     }
-    Ok(resolved)
+    Ok(())
 }
 
-/// Each image's current digest, several at a time, each with its own result: one failed
-/// lookup does not hide the others (the status report shows them one by one).
+/// A fresh read of `tags` and `digests`.
+pub async fn read(
+    clients: &AwsClients,
+    tags: &[ImageRef],
+    digests: &[(ImageRef, Digest)],
+) -> Result<EcrState, PrepullError> {
+    let mut state = EcrState::default();
+    read_into(clients, &mut state, tags, digests).await?;
+    Ok(state)
+}
+
+/// Each watched image's current digest, with each repository's read failing on its own: one
+/// failed read does not hide the other repositories' images (the status report shows them one
+/// by one, each with its repository's error as text).
 pub async fn current_digests(
     clients: &AwsClients,
     images: &[ImageRef],
-) -> Vec<Result<Option<Digest>, PrepullError>> {
-    stream::iter(images)
-        .map(|image| current_digest(clients, image))
-        .buffered(CONCURRENT_LOOKUPS)
+) -> Vec<Result<Option<Digest>, String>> {
+    let mut state = EcrState::default();
+    let mut failed: Vec<(RepositoryKey, PrepullError)> = Vec::new();
+    for (read, answer) in read_each(clients, state.reads_for(images, &[])).await {
+        match answer {
+            Ok(answer) => state.record(&read, &answer),
+            Err(error) => failed.push((read.repository, error)),
+        }
+    }
+    images
+        .iter()
+        .map(|image| {
+            let key = RepositoryKey::of(image);
+            match failed.iter().find(|(failed, _)| *failed == key) {
+                Some((_, error)) => Err(error.to_string()),
+                None => Ok(state.digest_of(image).cloned()),
+            }
+        })
+        .collect()
+}
+
+async fn read_each(
+    clients: &AwsClients,
+    reads: Vec<BatchRead>,
+) -> Vec<(BatchRead, Result<RepositoryAnswer, PrepullError>)> {
+    stream::iter(reads)
+        .map(|read| async move {
+            let answer = batch_get_image(clients, &read).await;
+            (read, answer)
+        })
+        .buffered(CONCURRENT_READS)
         .collect()
         .await
 }
 
-/// The digest `image`'s tag points at now; `None` when ECR has no such repository or tag.
-async fn current_digest(
+/// One `BatchGetImage`. A repository ECR does not have answers as having none of the images:
+/// they are simply not there to cache.
+async fn batch_get_image(
     clients: &AwsClients,
-    image: &ImageRef,
-) -> Result<Option<Digest>, PrepullError> {
-    let wanted = ImageIdentifier::builder()
-        .image_tag(image.tag.as_str())
-        .build();
-    let Some(digest) = describe_one(clients, image, wanted).await? else {
-        return Ok(None);
-    };
-    Digest::parse(&digest)
-        .map(Some)
-        .map_err(|e| PrepullError::Unexpected {
-            what: "DescribeImages",
-            detail: e.to_string(),
-        })
-}
-
-/// DescribeImages for one image of `image`'s repository, in its own registry and region: the
-/// digest ECR answers with, or `None` when it has no such repository or image.
-async fn describe_one(
-    clients: &AwsClients,
-    image: &ImageRef,
-    wanted: ImageIdentifier,
-) -> Result<Option<String>, PrepullError> {
+    read: &BatchRead,
+) -> Result<RepositoryAnswer, PrepullError> {
+    let ids = read.ids.iter().map(|id| match id {
+        ImageId::Tag(tag) => ImageIdentifier::builder().image_tag(tag.as_str()).build(),
+        ImageId::Digest(digest) => ImageIdentifier::builder()
+            .image_digest(digest.as_str())
+            .build(),
+    });
     let response = clients
-        .ecr_in(image.registry.region())
-        .describe_images()
-        .registry_id(image.registry.account_id())
-        .repository_name(image.repository.as_str())
-        .image_ids(wanted)
+        .ecr_in(read.repository.registry.region())
+        .batch_get_image()
+        .registry_id(read.repository.registry.account_id())
+        .repository_name(read.repository.repository.as_str())
+        .set_image_ids(Some(ids.collect()))
         .send()
         .await;
-    match response {
-        Ok(response) => Ok(response
-            .image_details()
-            .first()
-            .and_then(|d| d.image_digest())
-            .map(str::to_owned)),
+    let response = match response {
+        Ok(response) => response,
         Err(error)
-            if error.as_service_error().is_some_and(|e| {
-                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
-            }) =>
+            if error
+                .as_service_error()
+                .is_some_and(BatchGetImageError::is_repository_not_found_exception) =>
         {
-            Ok(None)
+            return Ok(RepositoryAnswer::default());
         }
-        Err(error) => Err(aws_error("DescribeImages", error)),
+        Err(error) => return Err(aws_error("BatchGetImage", error)),
+    };
+    // `ImageNotFound` is the answer "not there"; any other failure is not an answer at all.
+    if let Some(failure) = response.failures().iter().find(|f| {
+        f.failure_code()
+            .is_some_and(|code| *code != ImageFailureCode::ImageNotFound)
+    }) {
+        let code = failure.failure_code().map(ImageFailureCode::as_str);
+        return Err(PrepullError::Unexpected {
+            what: "BatchGetImage",
+            detail: format!(
+                "{}: {} {}",
+                read.repository,
+                code.unwrap_or_default(),
+                failure.failure_reason().unwrap_or_default()
+            ),
+        });
     }
-}
-
-/// The images whose pinned digest ECR no longer has (the image was deleted, or its repository
-/// was), looked up by digest in each image's own registry, several at a time. A digest that
-/// lost its tag but is still stored is there: building it works, and the next reconcile moves
-/// the pin to what the tag names.
-pub async fn missing_digests(
-    clients: &AwsClients,
-    pins: &[(ImageRef, Digest)],
-) -> Result<Vec<ImageRef>, PrepullError> {
-    let found: Vec<bool> = stream::iter(pins)
-        .map(|(image, digest)| digest_exists(clients, image, digest))
-        .buffered(CONCURRENT_LOOKUPS)
-        .try_collect()
-        .await?;
-    Ok(pins
-        .iter()
-        .zip(found)
-        .filter(|(_, found)| !found)
-        .map(|((image, _), _)| image.clone())
-        .collect())
-}
-
-async fn digest_exists(
-    clients: &AwsClients,
-    image: &ImageRef,
-    digest: &Digest,
-) -> Result<bool, PrepullError> {
-    let wanted = ImageIdentifier::builder()
-        .image_digest(digest.as_str())
-        .build();
-    Ok(describe_one(clients, image, wanted).await?.as_deref() == Some(digest.as_str()))
+    let mut answer = RepositoryAnswer::default();
+    for image in response.images() {
+        let Some(id) = image.image_id() else { continue };
+        let Some(digest) = id.image_digest() else {
+            continue;
+        };
+        let digest = Digest::parse(digest).map_err(|e| PrepullError::Unexpected {
+            what: "BatchGetImage",
+            detail: e.to_string(),
+        })?;
+        // A tag ECR answers that is not a valid tag was not asked for.
+        if let Some(tag) = id.image_tag().and_then(|t| Tag::parse(t).ok()) {
+            answer.tags.insert(tag, digest.clone());
+        }
+        answer.digests.insert(digest);
+    }
+    Ok(answer)
 }

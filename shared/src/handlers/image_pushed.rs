@@ -13,15 +13,11 @@ use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
-    NOTHING_TO_CACHE, Resolve, Visibility, confirm_before_build, latency_tag, reconcile_and_plan,
-    start_build, visible_with_parent,
+    NOTHING_TO_CACHE, Resolve, Visibility, latency_tag, reconcile_and_plan, start_build,
+    visible_with_parent,
 };
-use prepull_core::image::ImageRef;
-
-/// How many times a run reconciles pins ECR lost before a build, before it gives up and lets
-/// SQS deliver the batch again.
-const MAX_CONFIRM_ATTEMPTS: u32 = 3;
 use crate::metrics;
+use prepull_core::image::ImageRef;
 use prepull_core::metrics::Metric;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,130 +167,104 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
             ask_ecr.push(image);
         }
     }
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (component, view, recipe_change) = reconcile_and_plan(
-            common,
-            &pushes,
-            Resolve::Missing(ask_ecr.clone()),
-            &trigger,
-            false,
-            common.clock.now(),
-        )
-        .await?;
-        summary.unresolved = component.unresolved.clone();
-        summary.removed = component.removed.clone();
-        summary.applied = component.applied.clone();
-        summary.images = component.images.clone();
-        summary.manifest_hash = Some(component.manifest_hash.clone());
-        summary.component_version = component.version.clone();
-        summary.component_build_version_arn = component.build_arn.clone();
+    let (component, view, recipe_change) = reconcile_and_plan(
+        common,
+        &pushes,
+        Resolve::Missing(ask_ecr),
+        &trigger,
+        false,
+        common.clock.now(),
+    )
+    .await?;
+    summary.unresolved = component.unresolved.clone();
+    summary.removed = component.removed.clone();
+    summary.applied = component.applied.clone();
+    summary.images = component.images.clone();
+    summary.manifest_hash = Some(component.manifest_hash.clone());
+    summary.component_version = component.version.clone();
+    summary.component_build_version_arn = component.build_arn.clone();
 
-        if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
-            let client = common.clients.imagebuilder();
-            summary.recipe_arn = Some(
-                imagebuilder::apply_recipe_change(
-                    client,
+    if let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn) {
+        let client = common.clients.imagebuilder();
+        summary.recipe_arn = Some(
+            imagebuilder::apply_recipe_change(
+                client,
+                &view,
+                change,
+                build_arn,
+                &component.manifest_hash,
+            )
+            .await?,
+        );
+    }
+    if component.manifest.is_empty() {
+        tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
+        summary.outcome = Outcome::NothingToCache;
+        summary.reason = Some(NOTHING_TO_CACHE.to_owned());
+        return Ok(summary);
+    }
+
+    let builds =
+        imagebuilder::list_builds(common.clients.imagebuilder(), config.pipeline.as_str()).await?;
+    let version = component.version.clone().unwrap_or_default();
+    summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
+        BuildDecision::Start { token_prefix, tags } => {
+            // Two independent reads: whether the recipe sees the new version (with the
+            // parent image), and the latency tag.
+            let (visible, latency) = tokio::join!(
+                visible_with_parent(
+                    common,
                     &view,
-                    change,
-                    build_arn,
+                    component.build_arn.as_ref(),
                     &component.manifest_hash,
-                )
-                .await?,
+                ),
+                latency_tag(common, &component.manifest, &builds),
             );
-        }
-        if component.manifest.is_empty() {
-            tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
-            summary.outcome = Outcome::NothingToCache;
-            summary.reason = Some(NOTHING_TO_CACHE.to_owned());
-            return Ok(summary);
-        }
-
-        let builds =
-            imagebuilder::list_builds(common.clients.imagebuilder(), config.pipeline.as_str())
-                .await?;
-        let version = component.version.clone().unwrap_or_default();
-        summary.outcome = match decide_build(
-            &builds,
-            &component.manifest_hash,
-            &version,
-            "ecr-push",
-        ) {
-            BuildDecision::Start { token_prefix, tags } => {
-                // Three independent reads: whether ECR still has every pin, whether the
-                // recipe sees the new version (with the parent image), and the latency tag.
-                let (gone, visible, latency) = tokio::join!(
-                    confirm_before_build(common, &component),
-                    visible_with_parent(
-                        common,
-                        &view,
-                        component.build_arn.as_ref(),
-                        &component.manifest_hash,
-                    ),
-                    latency_tag(common, &component.manifest, &builds),
-                );
-                let gone = gone?;
-                if !gone.is_empty() {
-                    if attempt >= MAX_CONFIRM_ATTEMPTS {
-                        return Err(PrepullError::Contention {
-                            what: "the digests the build pins (ECR kept deleting them)",
-                            attempts: attempt,
-                        });
-                    }
-                    for image in gone {
-                        if !ask_ecr.contains(&image) {
-                            ask_ecr.push(image);
-                        }
-                    }
-                    continue;
-                }
-                let (visibility, parent) = visible?;
-                if let Visibility::Superseded(newer) = visibility {
-                    tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
-                    summary.outcome = Outcome::Superseded;
-                    summary.superseded_by = Some(newer);
-                    return Ok(summary);
-                }
-                let tags = tags.into_iter().chain(latency).collect();
-                let (token, tags) =
-                    build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
-                match start_build(common, &token, &tags, &builds).await? {
-                    StartedBuild::New { arn } => {
-                        summary.image_build_version_arn = Some(arn);
-                        Outcome::BuildStarted
-                    }
-                    StartedBuild::Earlier { arn, status } => {
-                        summary.image_build_version_arn = Some(arn);
-                        summary.earlier_build_status = Some(status);
-                        Outcome::AlreadyAttempted
-                    }
-                    StartedBuild::Yielded { running, .. } => {
-                        summary.image_build_version_arn = Some(running);
-                        Outcome::QueuedBehindRunningBuild
-                    }
-                }
+            let (visibility, parent) = visible?;
+            if let Visibility::Superseded(newer) = visibility {
+                tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
+                summary.outcome = Outcome::Superseded;
+                summary.superseded_by = Some(newer);
+                return Ok(summary);
             }
-            BuildDecision::QueuedBehind {
-                image_arn,
-                same_manifest,
-            } => {
-                summary.image_build_version_arn = Some(image_arn);
-                if same_manifest {
-                    Outcome::UpToDate
-                } else {
-                    metrics::count(Metric::BuildsQueued, 1);
+            let tags = tags.into_iter().chain(latency).collect();
+            let (token, tags) =
+                build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
+            match start_build(common, &token, &tags, &builds).await? {
+                StartedBuild::New { arn } => {
+                    summary.image_build_version_arn = Some(arn);
+                    Outcome::BuildStarted
+                }
+                StartedBuild::Earlier { arn, status } => {
+                    summary.image_build_version_arn = Some(arn);
+                    summary.earlier_build_status = Some(status);
+                    Outcome::AlreadyAttempted
+                }
+                StartedBuild::Yielded { running, .. } => {
+                    summary.image_build_version_arn = Some(running);
                     Outcome::QueuedBehindRunningBuild
                 }
             }
-            BuildDecision::AlreadyStarted { image_arn } => {
-                summary.image_build_version_arn = Some(image_arn);
+        }
+        BuildDecision::QueuedBehind {
+            image_arn,
+            same_manifest,
+        } => {
+            summary.image_build_version_arn = Some(image_arn);
+            if same_manifest {
                 Outcome::UpToDate
+            } else {
+                metrics::count(Metric::BuildsQueued, 1);
+                Outcome::QueuedBehindRunningBuild
             }
-        };
-        tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
-        return Ok(summary);
-    }
+        }
+        BuildDecision::AlreadyStarted { image_arn } => {
+            summary.image_build_version_arn = Some(image_arn);
+            Outcome::UpToDate
+        }
+    };
+    tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
+    Ok(summary)
 }
 
 fn describe_trigger(pushes: &[Push], deleted: &[ImageRef]) -> String {

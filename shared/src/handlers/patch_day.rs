@@ -19,7 +19,7 @@ use crate::common::Common;
 use crate::error::PrepullError;
 use crate::handlers::reconcile::{
     ComponentOutcome, NOTHING_TO_CACHE, Resolve, Visibility, await_component_visible,
-    confirm_before_build, current_parent_image, latency_tag, reconcile_and_plan, start_build,
+    current_parent_image, latency_tag, reconcile_and_plan, start_build,
 };
 use crate::metrics;
 use prepull_core::metrics::Metric;
@@ -165,15 +165,6 @@ pub async fn handle(
     if !request.dry_run
         && let Some(build) = &build
     {
-        // Everything was read from ECR in this run; only a concurrent writer's pins, merged
-        // in, were not.
-        let gone = confirm_before_build(common, &component).await?;
-        if !gone.is_empty() {
-            return Err(PrepullError::Contention {
-                what: "the pins a concurrent writer merged in (ECR no longer has some)",
-                attempts: 1,
-            });
-        }
         if let Some(written) = &component.build_arn
             && let Visibility::Superseded(newer) =
                 await_component_visible(common, &view, written, &component.manifest_hash).await?

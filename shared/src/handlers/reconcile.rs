@@ -10,9 +10,10 @@ use prepull_core::build::{
 };
 use prepull_core::component::{self, ComponentPlan, Resolution};
 use prepull_core::events::ecr::Push;
-use prepull_core::image::{Digest, ImageRef};
+use prepull_core::image::ImageRef;
 use prepull_core::manifest::Manifest;
 use prepull_core::recipe::RecipeChange;
+use prepull_core::registry::EcrState;
 use serde::Serialize;
 
 use crate::aws::imagebuilder::{self, ComponentWrite, PipelineView};
@@ -60,10 +61,6 @@ pub struct ComponentOutcome {
     pub unresolved: Vec<String>,
     /// Pinned images ECR no longer has, as `image@digest`: they left the manifest.
     pub removed: Vec<String>,
-    /// The pins neither read from ECR nor pushed in this run: a build must not start before
-    /// ECR confirms they still exist (see [`confirm_before_build`]).
-    #[serde(skip)]
-    pub unconfirmed: Vec<(ImageRef, Digest)>,
 }
 
 /// Reads the component, works out the manifest, and (unless `dry_run`) writes the new version.
@@ -80,7 +77,9 @@ pub async fn reconcile_component(
 ) -> Result<ComponentOutcome, PrepullError> {
     let config = &common.config;
     let client = common.clients.imagebuilder();
-    let mut resolved: Option<ecr::Resolved> = None;
+    // Everything ECR answers in this run, so a pass after a concurrent writer asks only for
+    // what that writer's pins add.
+    let mut ecr_state = EcrState::default();
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -94,45 +93,44 @@ pub async fn reconcile_component(
             .cloned()
             .collect();
         let pushes = pushes.as_slice();
-        if resolved.is_none() {
-            let wanted = match &resolve {
-                Resolve::All => config.images.clone(),
-                Resolve::Missing(also) => {
-                    let mut wanted = component::images_to_resolve(&state, &config.images, pushes);
-                    for image in also.iter().chain(&tied) {
-                        if !wanted.contains(image) {
-                            wanted.push(image.clone());
-                        }
+        let mut wanted = match &resolve {
+            Resolve::All => config.images.clone(),
+            Resolve::Missing(also) => {
+                let mut wanted = component::images_to_resolve(&state, &config.images, pushes);
+                for image in also.iter().chain(&tied) {
+                    if !wanted.contains(image) {
+                        wanted.push(image.clone());
                     }
-                    wanted
                 }
-            };
-            resolved = Some(if wanted.is_empty() {
-                ecr::Resolved::default()
-            } else {
-                ecr::resolve(&common.clients, &wanted, now).await?
-            });
-        }
-        let found = resolved
-            .as_ref()
-            .map(|r| r.manifest.clone())
-            .unwrap_or_default();
-        let gone = resolved
-            .as_ref()
-            .map(|r| r.missing.clone())
-            .unwrap_or_default();
-        let change = component::desired_manifest(&state, &config.images, pushes, &found, &gone);
-        let unconfirmed: Vec<(ImageRef, Digest)> = change
-            .desired
-            .images()
-            .filter(|pin| {
-                found.digest_of(&pin.image) != Some(&pin.digest)
-                    && !pushes
-                        .iter()
-                        .any(|p| p.image == pin.image && p.digest == pin.digest)
-            })
-            .map(|pin| (pin.image, pin.digest))
+                wanted
+            }
+        };
+        // A build must not start with a digest ECR no longer has (its pull would fail on the
+        // build instance, and every later build's too): the pins this run neither reads by tag
+        // nor saw pushed are confirmed in the same call per repository, with their tags, so
+        // one that is gone is decided by its tag with no second read.
+        let to_confirm = component::pins_to_confirm(&state, &config.images, &wanted, pushes);
+        let tags: Vec<ImageRef> = wanted
+            .iter()
+            .cloned()
+            .chain(to_confirm.iter().map(|(image, _)| image.clone()))
             .collect();
+        ecr::read_into(&common.clients, &mut ecr_state, &tags, &to_confirm).await?;
+        let lost: Vec<ImageRef> = to_confirm
+            .iter()
+            .filter(|(image, digest)| ecr_state.lacks_digest(image, digest))
+            .map(|(image, _)| image.clone())
+            .collect();
+        if !lost.is_empty() {
+            tracing::warn!(images = ?lost.iter().map(ToString::to_string).collect::<Vec<_>>(), "pinned digests ECR no longer has: their tags decide");
+        }
+        wanted.extend(
+            lost.into_iter()
+                .filter(|image| !wanted.contains(image))
+                .collect::<Vec<_>>(),
+        );
+        let (found, gone) = ecr_state.resolve(&wanted, now);
+        let change = component::desired_manifest(&state, &config.images, pushes, &found, &gone);
         let planned = component::plan_component(
             &state,
             &change,
@@ -164,7 +162,6 @@ pub async fn reconcile_component(
             applied: change.applied.clone(),
             unresolved,
             removed: change.removed.clone(),
-            unconfirmed: unconfirmed.clone(),
         };
         let Some(component) = planned else {
             return Ok(outcome(
@@ -322,24 +319,6 @@ async fn published_manifest(
         detail: e.to_string(),
     })?;
     imagebuilder::manifest_of_version(common.clients.imagebuilder(), &version_arn, hash).await
-}
-
-/// Before a build starts: the pins this run neither read from ECR nor saw pushed, whose
-/// digest ECR no longer has. A build must not start with one (its pull would fail on the
-/// build instance, and so would every later build's): the caller reconciles those images
-/// with ECR first.
-pub async fn confirm_before_build(
-    common: &Common,
-    component: &ComponentOutcome,
-) -> Result<Vec<ImageRef>, PrepullError> {
-    if component.unconfirmed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let gone = ecr::missing_digests(&common.clients, &component.unconfirmed).await?;
-    if !gone.is_empty() {
-        tracing::warn!(images = ?gone.iter().map(ToString::to_string).collect::<Vec<_>>(), "pinned digests ECR no longer has; reconciling them before any build");
-    }
-    Ok(gone)
 }
 
 /// What the recipe's wildcard resolves to, as far as a start is concerned.

@@ -265,7 +265,7 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
 fn watched_images(
     common: &Common,
     state: &ComponentState,
-    digests: Vec<Result<Option<Digest>, PrepullError>>,
+    digests: Vec<Result<Option<Digest>, String>>,
 ) -> Vec<WatchedImage> {
     common
         .config
@@ -279,7 +279,7 @@ fn watched_images(
                 cached_digest: cached.cloned(),
                 pushed_at: state.latest_manifest.pushed_at(image),
                 ecr: Fact::read(
-                    format!("ecr:DescribeImages {image}"),
+                    format!("ecr:BatchGetImage {image}"),
                     in_ecr.map(|digest| compare_with_ecr(cached, digest.as_ref())),
                 ),
             }

@@ -4,10 +4,11 @@
 //! Because every call goes through it, one request log records what a handler did across all
 //! four services, and faults can be injected into any operation. Control endpoints under
 //! `/_bench/` let a test (or a person with curl) finish builds and refreshes, inject faults
-//! and read the log; they are listed in the README.
+//! and read the log; they are listed in docs/bench.md.
 
 pub mod autoscaling;
 pub mod awstoe;
+pub mod ecr;
 pub mod imagebuilder;
 pub mod model;
 pub mod wire;
@@ -266,6 +267,7 @@ struct Models {
     imagebuilder: model::ServiceModel,
     autoscaling: model::ServiceModel,
     ec2: model::ServiceModel,
+    ecr: model::ServiceModel,
 }
 
 /// Loaded once per process: every emulator checks against the same models.
@@ -279,6 +281,7 @@ fn models() -> std::io::Result<Arc<Models>> {
                     imagebuilder: model::ServiceModel::load(&data, "imagebuilder")?,
                     autoscaling: model::ServiceModel::load(&data, "autoscaling")?,
                     ec2: model::ServiceModel::load(&data, "ec2")?,
+                    ecr: model::ServiceModel::load(&data, "ecr")?,
                 })
             };
             load().map(Arc::new).map_err(|e| format!("{e:#}"))
@@ -289,12 +292,14 @@ fn models() -> std::io::Result<Arc<Models>> {
 
 impl Models {
     /// Checks a request against its service's model: every member of the services emulated
-    /// here, and EC2's parameter names (moto answers EC2, and accepts names EC2 refuses);
-    /// `None` for SSM and ECR, which moto checks.
+    /// here and of ECR (moto answers ECR, and takes more than the 100 image IDs per call ECR
+    /// does), and EC2's parameter names (moto answers EC2, and accepts names EC2 refuses);
+    /// `None` for SSM, which moto checks.
     fn violation(&self, service: Service, operation: &str, params: &Value) -> Option<ApiError> {
         let (model, wire, fallback) = match service {
             Service::Imagebuilder => (&self.imagebuilder, model::Wire::Json, "ClientException"),
             Service::Autoscaling => (&self.autoscaling, model::Wire::Query, "ValidationError"),
+            Service::Ecr => (&self.ecr, model::Wire::Json, "InvalidParameterException"),
             Service::Ec2 if self.ec2.has_operation(operation) => {
                 return self
                     .ec2
@@ -966,6 +971,37 @@ async fn handle(
                 )
                     .into_response()
             }
+            Service::Ecr if operation == "PutImage" && params["imageTag"].is_string() => {
+                // ECR moves a tag and keeps the image it left, untagged, until someone deletes
+                // it ("Amazon ECR User Guide", *Untagged images*: a lifecycle policy expires
+                // them); moto deletes that image. Put it back without a tag, as ECR keeps it.
+                let region =
+                    signing_region(&headers).unwrap_or_else(|| inner.config.region.clone());
+                let before = inner.moto_tagged_image(&region, &params).await;
+                let request = params.clone();
+                let response = proxy_to_moto(
+                    &inner, service, operation, params, method, uri, headers, body,
+                )
+                .await;
+                if let Some((digest, image)) = before
+                    && response.status().is_success()
+                    && inner
+                        .moto_tagged_image(&region, &request)
+                        .await
+                        .map(|(d, _)| d)
+                        != Some(digest)
+                {
+                    let mut untagged = json!({
+                        "repositoryName": request["repositoryName"],
+                        "imageManifest": image["imageManifest"],
+                    });
+                    if let Some(media_type) = image["imageManifestMediaType"].as_str() {
+                        untagged["imageManifestMediaType"] = json!(media_type);
+                    }
+                    inner.moto_ecr(&region, "PutImage", &untagged).await;
+                }
+                response
+            }
             Service::Ssm | Service::Ecr | Service::Ec2 => {
                 proxy_to_moto(
                     &inner, service, operation, params, method, uri, headers, body,
@@ -1051,6 +1087,44 @@ impl Inner {
         }
     }
 
+    /// One ECR call straight to moto, unrecorded: the emulator's own reads and writes.
+    async fn moto_ecr(&self, region: &str, operation: &str, params: &Value) -> Option<Value> {
+        let moto_url = self.config.moto_url.as_ref()?;
+        let response = self
+            .http
+            .post(format!("{moto_url}/"))
+            .header(header::AUTHORIZATION, moto_authorization("ecr", region))
+            .header(
+                "x-amz-target",
+                format!("AmazonEC2ContainerRegistry_V20150921.{operation}"),
+            )
+            .header(header::CONTENT_TYPE, "application/x-amz-json-1.1")
+            .body(params.to_string())
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json::<Value>().await.ok()
+    }
+
+    /// The image a tag names now: its digest and manifest.
+    async fn moto_tagged_image(&self, region: &str, params: &Value) -> Option<(String, Value)> {
+        let tag = params["imageTag"].as_str()?;
+        let mut ask = json!({
+            "repositoryName": params["repositoryName"],
+            "imageIds": [{"imageTag": tag}],
+        });
+        if let Some(registry) = params["registryId"].as_str() {
+            ask["registryId"] = json!(registry);
+        }
+        let answer = self.moto_ecr(region, "BatchGetImage", &ask).await?;
+        let image = answer["images"].get(0)?;
+        let digest = image["imageId"]["imageDigest"].as_str()?.to_owned();
+        Some((digest, image.clone()))
+    }
+
     /// The parameter's current version in moto, 0 when it does not exist.
     async fn moto_parameter_version(&self, region: &str, name: &str) -> i64 {
         let Some(moto_url) = &self.config.moto_url else {
@@ -1130,7 +1204,11 @@ async fn proxy_to_moto(
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let amzn_error = upstream.headers().get("x-amzn-errortype").cloned();
-    let bytes = upstream.bytes().await.unwrap_or_default();
+    let mut bytes = upstream.bytes().await.unwrap_or_default();
+    if status.is_success() && service == Service::Ecr && operation == "BatchGetImage" {
+        let moto: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        bytes = Bytes::from(ecr::batch_get_image_as_aws(&params, &moto).to_string());
+    }
     let error_code = (!status.is_success()).then(|| moto_error_code(amzn_error.as_ref(), &bytes));
     inner.record(service, &operation, params, status, error_code, false);
     let mut response = Response::new(Body::from(bytes));
@@ -1240,7 +1318,7 @@ fn parse_control<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiErr
         .map_err(|e| ApiError::bad_request("BadControlRequest", e.to_string()))
 }
 
-/// The control endpoints; see the README's "Local AWS bench" section.
+/// The control endpoints; see docs/bench.md, "Control endpoints".
 async fn control(inner: &Arc<Inner>, method: &Method, path: &str, body: &Bytes) -> Response {
     match control_result(inner, method, path, body).await {
         Ok(body) => control_json(StatusCode::OK, body),

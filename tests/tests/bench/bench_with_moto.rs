@@ -341,3 +341,81 @@ async fn ec2_parameter_names_are_checked_against_the_model() {
         "{log:#?}"
     );
 }
+
+/// ECR keeps the image a tag moved away from, untagged, and BatchGetImage answers each ID as
+/// asked (the tag it was asked by, and a failure naming a missing digest); moto does neither,
+/// so the emulator does. ECR checks the request's shape too: at most 100 image IDs a call.
+#[tokio::test]
+async fn ecr_keeps_retagged_images_and_answers_batch_get_image_as_aws() {
+    use aws_sdk_ecr::types::{ImageFailureCode, ImageIdentifier};
+    use prepull_bench::scenario::{ensure_repository, push_image};
+    let bench = Bench::start().await.unwrap();
+    let ecr = aws_sdk_ecr::Client::new(&bench.sdk_config().await);
+    ensure_repository(&ecr, "team/web").await.unwrap();
+    let first = push_image(&ecr, "team/web", "v1", "web 1").await.unwrap();
+    let second = push_image(&ecr, "team/web", "v1", "web 2").await.unwrap();
+    // A second tag on the newest image: moto would name that one, not the one asked for.
+    push_image(&ecr, "team/web", "v2", "web 2").await.unwrap();
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let tag = |t: &str| ImageIdentifier::builder().image_tag(t).build();
+    let digest = |d: &str| ImageIdentifier::builder().image_digest(d).build();
+
+    let answer = ecr
+        .batch_get_image()
+        .repository_name("team/web")
+        .image_ids(tag("v1"))
+        .image_ids(digest(&first))
+        .image_ids(digest(&missing))
+        .image_ids(tag("gone"))
+        .send()
+        .await
+        .unwrap();
+    let images: Vec<(Option<&str>, Option<&str>)> = answer
+        .images()
+        .iter()
+        .map(|i| {
+            let id = i.image_id().unwrap();
+            (id.image_tag(), id.image_digest())
+        })
+        .collect();
+    assert_eq!(
+        images,
+        [
+            (Some("v1"), Some(second.as_str())),
+            (None, Some(first.as_str()))
+        ],
+        "the tag moved on; the image it left is still there, untagged"
+    );
+    let failures: Vec<(Option<&str>, Option<&str>, Option<&ImageFailureCode>)> = answer
+        .failures()
+        .iter()
+        .map(|f| {
+            let id = f.image_id().unwrap();
+            (id.image_tag(), id.image_digest(), f.failure_code())
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (
+                None,
+                Some(missing.as_str()),
+                Some(&ImageFailureCode::ImageNotFound)
+            ),
+            (Some("gone"), None, Some(&ImageFailureCode::ImageNotFound)),
+        ]
+    );
+
+    let too_many = ecr
+        .batch_get_image()
+        .repository_name("team/web")
+        .set_image_ids(Some((0..101).map(|n| tag(&format!("t{n}"))).collect()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        too_many.into_service_error().meta().code(),
+        Some("InvalidParameterException"),
+        "botocore's ImageIdentifierList has max 100"
+    );
+}

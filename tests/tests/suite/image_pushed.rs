@@ -121,7 +121,7 @@ async fn one_push_creates_one_component_version_and_starts_one_build() {
         s.pipeline.pipeline_arn
     );
     assert_eq!(
-        s.bench.emulator.requests_of("DescribeImages").len(),
+        s.bench.emulator.requests_of("BatchGetImage").len(),
         1,
         "only the image nobody pushed is looked up"
     );
@@ -175,7 +175,7 @@ async fn fifty_pushes_over_ten_repositories_make_one_version_and_one_build() {
         1
     );
     assert!(
-        s.bench.emulator.requests_of("DescribeImages").is_empty(),
+        s.bench.emulator.requests_of("BatchGetImage").is_empty(),
         "every image came with a push"
     );
     let (manifest, _) = read_manifest(&latest_document(&s).await).unwrap();
@@ -958,7 +958,7 @@ async fn a_build_starts_only_once_the_new_version_resolves() {
 
 /// A standard SQS queue keeps no order and event times are whole seconds: when one batch holds
 /// two digests of one tag pushed in the same second, the record that comes last is not the
-/// push that came last. ECR's current digest for the tag decides, with one DescribeImages.
+/// push that came last. ECR's current digest for the tag decides, with one BatchGetImage.
 #[tokio::test]
 async fn pushes_of_one_tag_in_one_second_are_decided_by_ecr() {
     let s = scenario(&["team/web:v42"]).await;
@@ -980,7 +980,7 @@ async fn pushes_of_one_tag_in_one_second_are_decided_by_ecr() {
         [format!("{REGISTRY}/team/web:v42@{current}")],
         "ECR's current digest, not the last record's"
     );
-    assert_eq!(s.bench.emulator.requests_of("DescribeImages").len(), 1);
+    assert_eq!(s.bench.emulator.requests_of("BatchGetImage").len(), 1);
 }
 
 /// ListImagePipelineImages is eventually consistent: a build started a moment ago may be
@@ -1150,12 +1150,23 @@ async fn a_build_never_starts_with_a_digest_ecr_no_longer_has() {
     .await
     .unwrap();
     assert_eq!(summary.outcome, Outcome::BuildStarted);
-    assert_eq!(summary.removed, [api]);
+    assert_eq!(summary.removed, std::slice::from_ref(&api));
     assert_eq!(summary.images.len(), 1);
-    // The version with the lost digest was written, then found out before the start, and
-    // the version after it (without team/api) is the one built.
+    // The lost digest is found by the same read that confirms the pins, before any write:
+    // the one version written is without team/api, and it is the one built.
     let versions = successful(s.bench.emulator.requests_of("CreateComponent"));
-    assert_eq!(versions.len(), 2);
+    assert_eq!(versions.len(), 1);
+    let reads = s.bench.emulator.requests_of("BatchGetImage");
+    assert_eq!(
+        reads.len(),
+        1,
+        "one read for team/api, the only repository not pushed"
+    );
+    assert_eq!(
+        reads[0].params["imageIds"],
+        serde_json::json!([{"imageTag": "v7"}, {"imageDigest": api.rsplit('@').next().unwrap()}]),
+        "the pin's digest, and its tag in case it is gone"
+    );
     let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
     assert_eq!(starts.len(), 1);
     assert_eq!(
@@ -1232,30 +1243,27 @@ async fn a_throttled_confirmation_is_retried_and_an_exhausted_one_starts_nothing
     let batch = sqs_batch(&[push_event("e-2", "team/web", "v42", &digest, &at(2))]);
 
     // More throttles than the SDK's three attempts absorb: the invocation fails, retryably,
-    // before any build starts; the version it wrote stays for the retry.
+    // before it writes or starts anything (ECR is read before the version is written).
     s.bench
         .emulator
-        .inject(Fault::new("DescribeImages", FaultKind::Throttle, 3));
+        .inject(Fault::new("BatchGetImage", FaultKind::Throttle, 3));
     let error = handle(&s.common, batch.clone()).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
-    assert!(error.to_string().contains("DescribeImages"), "{error}");
+    assert!(error.to_string().contains("BatchGetImage"), "{error}");
     assert!(successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).is_empty());
-    assert_eq!(
-        successful(s.bench.emulator.requests_of("CreateComponent")).len(),
-        1
-    );
+    assert!(successful(s.bench.emulator.requests_of("CreateComponent")).is_empty());
 
     // SQS delivers the batch again; two throttles are within the SDK's retries.
     s.bench
         .emulator
-        .inject(Fault::new("DescribeImages", FaultKind::Throttle, 2));
+        .inject(Fault::new("BatchGetImage", FaultKind::Throttle, 2));
     let summary = handle(&s.common, batch).await.unwrap();
     assert_eq!(summary.outcome, Outcome::BuildStarted);
     assert!(summary.removed.is_empty(), "team/api is still in ECR");
     assert_eq!(
         successful(s.bench.emulator.requests_of("CreateComponent")).len(),
         1,
-        "the retry found its version written"
+        "the retry writes the one version"
     );
     assert_eq!(
         successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).len(),

@@ -187,7 +187,7 @@ async fn not_patch_day_and_nothing_changed_makes_no_mutating_call() {
     );
     assert!(s.bench.emulator.mutating_operations().is_empty());
     assert_eq!(
-        s.bench.emulator.requests_of("DescribeImages").len(),
+        s.bench.emulator.requests_of("BatchGetImage").len(),
         4,
         "both dry and real runs re-read both digests"
     );

@@ -2,7 +2,9 @@
 //! its floor, and how pushes coalesce into builds. The benchmark runs the same code; these
 //! tests keep it true between runs.
 
-use prepull_bench::benchmark::{call_counts, coalescing, document_sizes};
+use prepull_bench::benchmark::{
+    WATCHED_IMAGES, WATCHED_REPOSITORIES, call_counts, coalescing, document_sizes,
+};
 
 #[tokio::test]
 async fn every_scenario_makes_its_floor_plus_one_named_reason_per_extra_call() {
@@ -29,6 +31,20 @@ async fn every_scenario_makes_its_floor_plus_one_named_reason_per_extra_call() {
             count.floor,
             count.above_floor
         );
+    }
+    // ECR is read at most once per repository, however many watched images it holds.
+    for count in &counts {
+        let ecr_reads = count
+            .operations
+            .iter()
+            .filter(|o| *o == "BatchGetImage")
+            .count();
+        assert!(
+            ecr_reads <= WATCHED_REPOSITORIES,
+            "{}: {ecr_reads} ECR reads for {WATCHED_IMAGES} images in {WATCHED_REPOSITORIES} repositories",
+            count.scenario
+        );
+        assert!(!count.operations.iter().any(|o| o == "DescribeImages"));
     }
     // The changed push reads the component state once: one ListComponents, and one
     // ListComponentBuildVersions for the latest version plus the one probe for the next. The

@@ -175,7 +175,7 @@ async fn a_failed_read_makes_only_its_own_facts_unknown() {
     // More failures than the SDK's standard retries (three attempts) absorb.
     for operation in [
         "DescribeInstanceRefreshes",
-        "DescribeImages",
+        "BatchGetImage",
         "DescribeLaunchTemplateVersions",
     ] {
         f.s.bench
@@ -194,7 +194,7 @@ async fn a_failed_read_makes_only_its_own_facts_unknown() {
     }
     let ecr = &report["manifest"]["value"][0]["ecr"];
     assert!(
-        ecr["unknown"].as_str().unwrap().contains("DescribeImages"),
+        ecr["unknown"].as_str().unwrap().contains("BatchGetImage"),
         "{ecr}"
     );
     assert!(report["manifest"]["value"][0]["cached_digest"].is_string());

@@ -27,7 +27,7 @@ const DATA_CLOSE: &str = "'@";
 /// The first line of the data, for whoever reads the file on a node.
 const DATA_HEADER: &str = "# prepull cache manifest: `registry <host>`, then its images as `<repository> <tag> <sha256 digest, hex> <pushed at, Unix seconds, or ->`";
 /// The label containerd's CRI plugin reads as "pinned": kubelet's image garbage collection
-/// never deletes a pinned image (see the README's "The cache stays on the node").
+/// never deletes a pinned image (see docs/node.md, "The cache on the node").
 pub const CONTAINERD_PINNED_LABEL: &str = "io.cri-containerd.pinned=pinned";
 
 /// The container runtime whose image store the cache fills.

@@ -41,7 +41,12 @@ pub(super) async fn follow_up(
                 .images()
                 .map(|pin| (pin.image, pin.digest))
                 .collect();
-            let gone = ecr::missing_digests(&common.clients, &pins).await?;
+            let ecr_state = ecr::read(&common.clients, &[], &pins).await?;
+            let gone: Vec<&ImageRef> = pins
+                .iter()
+                .filter(|(image, digest)| ecr_state.lacks_digest(image, digest))
+                .map(|(image, _)| image)
+                .collect();
             if !gone.is_empty() {
                 let gone: Vec<String> = gone.iter().map(ToString::to_string).collect();
                 tracing::warn!(images = ?gone, "the follow-up would pin digests ECR no longer has; not started");
