@@ -1,6 +1,7 @@
 //! What `make benchmark` measures: each function's cold start under the local Runtime API
-//! host beside two baselines, the AWS calls of each scenario beside its floor, and how bursts
-//! of pushes coalesce into builds. Times are printed and written to `bench/results/`, never
+//! host beside two baselines, the AWS calls of each scenario beside its floor and, with every
+//! answer delayed as AWS's, how many of them it waits for in sequence, and how bursts of
+//! pushes coalesce into builds. Times are printed and written to `bench/results/`, never
 //! asserted: the machine is noisy. The call counts and build counts are exact.
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::bench::until_next_second;
 use crate::demo::{TemplateSettings, template_environment};
-use crate::emulator::Emulator;
+use crate::emulator::{Emulator, RecordedRequest};
 use crate::moto::workspace_root;
 use crate::runtime_api::{FunctionHost, FunctionSpec};
 use crate::scenario::{ACCOUNT, REGION, Scenario, push_event, sqs_batch};
@@ -510,26 +511,88 @@ pub struct CallCount {
     pub operations: Vec<String>,
     /// Why each call above the floor is made, one entry per call.
     pub above_floor: Vec<String>,
+    /// The handler call's exec → response, in process.
+    pub response_ms: f64,
 }
 
-fn operations(scenario: &Scenario) -> Vec<String> {
-    scenario
-        .bench
-        .emulator
-        .requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect()
+/// A scenario run again with every answer of the bench delayed as AWS's would be: how many of
+/// its calls the handler waited for one after another, which is what a user waits for on AWS
+/// and what the bench's millisecond answers hide.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundTrips {
+    pub scenario: String,
+    /// The calls of the delayed run.
+    pub calls: usize,
+    pub answer_delay_ms: f64,
+    /// exec → response without the delay: the call-count run's.
+    pub response_ms: f64,
+    /// exec → response with the delay.
+    pub delayed_response_ms: f64,
+    /// `(delayed_response_ms − response_ms) / answer_delay_ms`, to one decimal: calls made side
+    /// by side wait out one delay together.
+    pub round_trips: f64,
+    /// The most calls of the delayed run's log whose spans (arrival to answer) do not overlap:
+    /// the calls made one after another, counted without a clock, to check `round_trips` by.
+    pub calls_in_sequence: usize,
 }
 
-/// Runs one handler call with a cleared request log and returns the operations it made.
-async fn counted<F, T>(scenario: &Scenario, run: F) -> anyhow::Result<(T, Vec<String>)>
+/// `(with − without) / delay`, to one decimal.
+pub fn sequential_round_trips(with: f64, without: f64, delay: f64) -> f64 {
+    ((with - without) / delay * 10.0).round() / 10.0
+}
+
+/// The most requests of which no two were in flight at once (taking the earliest answer first
+/// finds the most, for intervals). With a delay, each of them waited it out alone, so the
+/// handler waited at least that many delays one after another; unlike the timed figure, the
+/// handler's own work neither adds to this count nor hides inside it.
+pub fn calls_in_sequence(requests: &[RecordedRequest]) -> usize {
+    let mut spans: Vec<(u64, u64)> = requests
+        .iter()
+        .map(|r| (r.received_us, r.answered_us))
+        .collect();
+    spans.sort_by_key(|&(_, answered)| answered);
+    let mut count = 0;
+    let mut free_from = 0;
+    for (received, answered) in spans {
+        if received >= free_from {
+            count += 1;
+            free_from = answered;
+        }
+    }
+    count
+}
+
+/// One handler call as [`counted`] saw it.
+struct Counted<T> {
+    answer: T,
+    requests: Vec<RecordedRequest>,
+    response: Duration,
+}
+
+/// Runs one handler call with a cleared request log, every answer delayed by `answer_delay`,
+/// and returns the requests it made and its exec → response.
+async fn counted<F, T>(
+    scenario: &Scenario,
+    answer_delay: Duration,
+    run: F,
+) -> anyhow::Result<Counted<T>>
 where
     F: std::future::Future<Output = anyhow::Result<T>>,
 {
-    scenario.bench.emulator.clear_requests();
-    let value = run.await?;
-    Ok((value, operations(scenario)))
+    let emulator = &scenario.bench.emulator;
+    emulator.clear_requests();
+    emulator.set_answer_delay(answer_delay);
+    let start = Instant::now();
+    let value = run.await;
+    let response = start.elapsed();
+    // Only the measured call is delayed: the setup between scenarios would take seconds more
+    // and show nothing.
+    emulator.set_answer_delay(Duration::ZERO);
+    Ok(Counted {
+        answer: value?,
+        requests: emulator.requests(),
+        response,
+    })
 }
 
 fn fleet_settings() -> anyhow::Result<prepull::build_finished::FleetSettings> {
@@ -575,16 +638,62 @@ async fn patch_day(scenario: &Scenario, event: Value) -> anyhow::Result<Value> {
 
 /// Each scenario's calls on a bench where the previous one left it.
 pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
+    Ok(calls_per_scenario(Duration::ZERO)
+        .await?
+        .into_iter()
+        .map(|(count, _)| count)
+        .collect())
+}
+
+/// The call-count scenarios again, on a fresh bench, with each handler call's answers delayed
+/// by `answer_delay`; `without` is the call-count run, whose times are the undelayed ones.
+pub async fn round_trips(
+    answer_delay: Duration,
+    without: &[CallCount],
+) -> anyhow::Result<Vec<RoundTrips>> {
+    let delay_ms = answer_delay.as_secs_f64() * 1e3;
+    calls_per_scenario(answer_delay)
+        .await?
+        .into_iter()
+        .map(|(delayed, in_sequence)| {
+            let undelayed = without
+                .iter()
+                .find(|c| c.scenario == delayed.scenario)
+                .with_context(|| format!("no undelayed run of {}", delayed.scenario))?;
+            Ok(RoundTrips {
+                round_trips: sequential_round_trips(
+                    delayed.response_ms,
+                    undelayed.response_ms,
+                    delay_ms,
+                ),
+                scenario: delayed.scenario,
+                calls: delayed.calls,
+                answer_delay_ms: delay_ms,
+                response_ms: undelayed.response_ms,
+                delayed_response_ms: delayed.response_ms,
+                calls_in_sequence: in_sequence,
+            })
+        })
+        .collect()
+}
+
+/// Each scenario's calls, and how many of them ran one after another.
+async fn calls_per_scenario(answer_delay: Duration) -> anyhow::Result<Vec<(CallCount, usize)>> {
     let scenario = scenario().await?;
     let mut counts = Vec::new();
-    let mut record = |name: &str, operations: Vec<String>, floor: usize, why: &[&str]| {
-        counts.push(CallCount {
-            scenario: name.to_owned(),
-            calls: operations.len(),
-            floor,
-            operations,
-            above_floor: why.iter().map(|w| (*w).to_owned()).collect(),
-        });
+    let mut record = |name: &str, run: Counted<Value>, floor: usize, why: &[&str]| {
+        let operations: Vec<String> = run.requests.iter().map(|r| r.operation.clone()).collect();
+        counts.push((
+            CallCount {
+                scenario: name.to_owned(),
+                calls: operations.len(),
+                floor,
+                operations,
+                above_floor: why.iter().map(|w| (*w).to_owned()).collect(),
+                response_ms: run.response.as_secs_f64() * 1e3,
+            },
+            calls_in_sequence(&run.requests),
+        ));
     };
 
     // A first build, finished and published, so every scenario starts from a steady state.
@@ -597,23 +706,24 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
     refreshes_succeed(&scenario).await?;
 
     let push = changed_push(&scenario, 1, "changed").await?;
-    let (answer, ops) = counted(
+    let run = counted(
         &scenario,
+        answer_delay,
         image_pushed(&scenario, std::slice::from_ref(&push)),
     )
     .await?;
-    expect_outcome(&answer, "build-started")?;
+    expect_outcome(&run.answer, "build-started")?;
     // Every other watched image's pin is confirmed before the build: one read per repository.
     let changed_extra: Vec<&str> = CHANGED_PUSH_EXTRA
         .iter()
         .copied()
         .chain(std::iter::repeat_n(CONFIRM_DIGEST, WATCHED_REPOSITORIES))
         .collect();
-    record("changed push", ops, CHANGED_PUSH_FLOOR, &changed_extra);
+    record("changed push", run, CHANGED_PUSH_FLOOR, &changed_extra);
 
-    let (answer, ops) = counted(&scenario, image_pushed(&scenario, &[push])).await?;
+    let run = counted(&scenario, answer_delay, image_pushed(&scenario, &[push])).await?;
     anyhow::ensure!(
-        field(&answer, "outcome") != "build-started",
+        field(&run.answer, "outcome") != "build-started",
         "a duplicate built"
     );
     let duplicate_extra: Vec<&str> = DUPLICATE_PUSH_EXTRA
@@ -623,7 +733,7 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
         .collect();
     record(
         "duplicate push",
-        ops,
+        run,
         DUPLICATE_PUSH_FLOOR,
         &duplicate_extra,
     );
@@ -631,11 +741,11 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
     let event = finish_running_builds(&scenario)
         .await?
         .context("no build")?;
-    let (answer, ops) = counted(&scenario, build_finished(&scenario, event)).await?;
-    expect_outcome(&answer, "published")?;
+    let run = counted(&scenario, answer_delay, build_finished(&scenario, event)).await?;
+    expect_outcome(&run.answer, "published")?;
     record(
         "AVAILABLE event (2 regions, 2 groups)",
-        ops,
+        run,
         AVAILABLE_FLOOR,
         AVAILABLE_EXTRA,
     );
@@ -645,35 +755,37 @@ pub async fn call_counts() -> anyhow::Result<Vec<CallCount>> {
     for n in 0..50 {
         burst.push(changed_push(&scenario, n % 10, &format!("burst {n}")).await?);
     }
-    let (answer, ops) = counted(&scenario, image_pushed(&scenario, &burst)).await?;
-    expect_outcome(&answer, "build-started")?;
-    record("50-push burst", ops, BURST_FLOOR, BURST_EXTRA);
+    let run = counted(&scenario, answer_delay, image_pushed(&scenario, &burst)).await?;
+    expect_outcome(&run.answer, "build-started")?;
+    record("50-push burst", run, BURST_FLOOR, BURST_EXTRA);
 
     let event = finish_running_builds(&scenario)
         .await?
         .context("no build")?;
     build_finished(&scenario, event).await?;
     refreshes_succeed(&scenario).await?;
-    let (answer, ops) = counted(
+    let run = counted(
         &scenario,
+        answer_delay,
         patch_day(&scenario, json!({"source": "schedule"})),
     )
     .await?;
-    expect_outcome(&answer, "up-to-date")?;
+    expect_outcome(&run.answer, "up-to-date")?;
     record(
         "scheduled run, up to date",
-        ops,
+        run,
         UP_TO_DATE_FLOOR,
         UP_TO_DATE_EXTRA,
     );
 
-    let (answer, ops) = counted(
+    let run = counted(
         &scenario,
+        answer_delay,
         patch_day(&scenario, json!({"force": true, "reason": "benchmark"})),
     )
     .await?;
-    expect_outcome(&answer, "build-started")?;
-    record("forced run", ops, FORCED_FLOOR, FORCED_EXTRA);
+    expect_outcome(&run.answer, "build-started")?;
+    record("forced run", run, FORCED_FLOOR, FORCED_EXTRA);
     finish_running_builds(&scenario).await?;
     Ok(counts)
 }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use prepull_bench::bench::environment;
@@ -29,6 +30,10 @@ struct Args {
     /// Also write the environment, as `export` lines, to this file.
     #[arg(long)]
     env_file: Option<PathBuf>,
+    /// Milliseconds added to every AWS answer, as AWS's own round trip (0: none). Also set
+    /// while running with `POST /_bench/answer-delay`.
+    #[arg(long, default_value_t = 0)]
+    answer_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -45,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         moto_url: Some(moto.url().to_owned()),
     };
     let emulator = Emulator::start_on(args.listen, config).await?;
+    emulator.set_answer_delay(Duration::from_millis(args.answer_delay_ms));
     let mut exports: Vec<String> = environment(&emulator.url(), emulator.config())
         .into_iter()
         .map(|(name, value)| format!("export {name}={value}"))

@@ -1,6 +1,7 @@
 //! `make benchmark`: cold starts of prepull's functions beside a bare `lambda_runtime` floor
 //! and a Python baseline, the arm64 artifacts' sizes, AWS calls per scenario beside their
-//! floors, how bursts of pushes coalesce, and the in-process cost of rendering and planning.
+//! floors and the round trips each waits for in sequence as AWS answers, how bursts of pushes
+//! coalesce, and the in-process cost of rendering and planning.
 //! Prints one set of tables and writes them, with the raw figures as JSON, to
 //! `bench/results/`. Numbers vary with the machine: compare runs on one machine only.
 
@@ -15,7 +16,7 @@ use prepull::core::document::{Runtime, render};
 use prepull::core::events::ecr::Push;
 use prepull::core::image::{Digest, ImageRef, Registry};
 use prepull::core::manifest::{Manifest, PinnedImage};
-use prepull_bench::benchmark::{self, CallCount, Coalescing, ColdStart, ColdStartPlan};
+use prepull_bench::benchmark::{self, CallCount, Coalescing, ColdStart, ColdStartPlan, RoundTrips};
 use prepull_bench::moto::workspace_root;
 use serde::Serialize;
 use serde_json::json;
@@ -58,6 +59,11 @@ struct Args {
     /// Where the JSON and Markdown results go.
     #[arg(long, default_value_os_t = workspace_root().join("bench").join("results"))]
     results: PathBuf,
+    /// "As AWS answers": each call-count scenario runs once more with this delay added to
+    /// every answer of the bench, AWS's own round trip, to count the round trips it waits for
+    /// one after another. 0 leaves the mode out.
+    #[arg(long, default_value_t = 25)]
+    aws_delay_ms: u64,
 }
 
 fn target_dir() -> PathBuf {
@@ -169,6 +175,29 @@ fn call_table(calls: &[CallCount]) -> String {
     out
 }
 
+fn round_trip_table(rows: &[RoundTrips], delay_ms: u64) -> String {
+    let mut out = format!(
+        "\nAs AWS answers: each scenario above once more (in process, on a fresh bench), with {delay_ms} ms added to every answer of the bench, \
+         as AWS's own round trip. Sequential round trips = (exec → response with the delay − without it) / {delay_ms} ms: \
+         the calls the handler waited for one after another (calls made side by side wait out one delay together). \
+         \"In sequence in the log\" counts the most calls of the delayed run whose spans do not overlap, without a clock.\n\n\
+         | scenario | calls | exec → response | with {delay_ms} ms per answer | sequential round trips | in sequence in the log |\n\
+         |---|---|---|---|---|---|\n"
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} | {} |\n",
+            row.scenario,
+            row.calls,
+            row.response_ms,
+            row.delayed_response_ms,
+            row.round_trips,
+            row.calls_in_sequence
+        ));
+    }
+    out
+}
+
 fn coalescing_table(results: &[Coalescing]) -> String {
     let mut out = String::from(
         "\nCoalescing: builds started by the pushes, and follow-ups started when that build ended.\n\n| case | builds | follow-ups |\n|---|---|---|\n",
@@ -250,6 +279,11 @@ async fn main() -> anyhow::Result<()> {
         format!("{:.1} ms", latency.changed_push_in_process_ms),
     ));
     let calls = benchmark::call_counts().await?;
+    let round_trips = if args.aws_delay_ms == 0 {
+        None
+    } else {
+        Some(benchmark::round_trips(Duration::from_millis(args.aws_delay_ms), &calls).await?)
+    };
     let coalescing = benchmark::coalescing().await?;
     let documents = benchmark::document_sizes()?;
 
@@ -257,6 +291,9 @@ async fn main() -> anyhow::Result<()> {
     out.push_str(&cold_table(&cold, args.samples));
     out.push_str(&artifact_table(&artifacts));
     out.push_str(&call_table(&calls));
+    if let Some(rows) = &round_trips {
+        out.push_str(&round_trip_table(rows, args.aws_delay_ms));
+    }
     out.push_str(&coalescing_table(&coalescing));
     out.push_str(&format!(
         "\nThe cache document against its image count (typical names: a 20-character repository, a 12-character tag), in characters of Image Builder's {}.\n\n| images | containerd | Docker |\n|---|---|---|\n",
@@ -287,6 +324,10 @@ async fn main() -> anyhow::Result<()> {
         "cold_starts": cold,
         "artifacts": artifacts,
         "aws_calls": calls,
+        "as_aws_answers": round_trips.as_ref().map(|rows| json!({
+            "answer_delay_ms": args.aws_delay_ms,
+            "scenarios": rows,
+        })),
         "coalescing": coalescing,
         "documents": documents,
         "in_process": rows_json,

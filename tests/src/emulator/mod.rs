@@ -15,7 +15,7 @@ pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -101,6 +101,16 @@ pub struct RecordedRequest {
     /// its own, so this tells which function made the call.
     #[serde(default)]
     pub caller: Option<String>,
+    /// The answer delay the call waited ([`Emulator::set_answer_delay`]), in microseconds.
+    #[serde(default)]
+    pub answer_delay_us: u64,
+    /// When the request arrived, in microseconds since the emulator started.
+    #[serde(default)]
+    pub received_us: u64,
+    /// When its answer was ready, delay included, on the same clock: the spans of calls made
+    /// side by side overlap, those made one after another do not.
+    #[serde(default)]
+    pub answered_us: u64,
 }
 
 impl RecordedRequest {
@@ -259,6 +269,10 @@ struct Inner {
     busy: Mutex<Busy>,
     /// Told each time a [`FaultKind::LoseAnswer`] call has been carried out.
     answer_lost: tokio::sync::Notify,
+    /// Added to every AWS answer (see [`Emulator::set_answer_delay`]).
+    answer_delay: Mutex<Duration>,
+    /// The origin of [`RecordedRequest::received_us`] and [`RecordedRequest::answered_us`].
+    started: Instant,
 }
 
 /// The service models every request is checked against (see [`model`]).
@@ -386,6 +400,9 @@ impl Inner {
         error_code: Option<String>,
         injected: bool,
     ) {
+        let arrival = ARRIVAL.try_with(Clone::clone).ok();
+        let since_start = |at: Instant| micros(at.saturating_duration_since(self.started));
+        let answered_us = since_start(Instant::now());
         let mut log = lock(&self.log);
         let seq = log.len() as u64 + 1;
         log.push(RecordedRequest {
@@ -396,7 +413,12 @@ impl Inner {
             status: status.as_u16(),
             error_code,
             injected,
-            caller: CALLER.try_with(Clone::clone).ok().flatten(),
+            caller: arrival.as_ref().and_then(|a| a.caller.clone()),
+            answer_delay_us: arrival.as_ref().map_or(0, |a| micros(a.answer_delay)),
+            received_us: arrival
+                .as_ref()
+                .map_or(answered_us, |a| since_start(a.received)),
+            answered_us,
         });
         if let Some(request) = log.last() {
             lock(&self.history).push(request.clone());
@@ -439,6 +461,8 @@ impl Emulator {
             models: models()?,
             busy: Mutex::new(Busy::default()),
             answer_lost: tokio::sync::Notify::new(),
+            answer_delay: Mutex::new(Duration::ZERO),
+            started: Instant::now(),
         };
         inner.services = Mutex::new(inner.fresh_services());
         let inner = Arc::new(inner);
@@ -646,6 +670,18 @@ impl Emulator {
         lock(&self.inner.services).autoscaling.pending_delay = delay;
     }
 
+    /// A delay added to every answer of every service, moto's included (none unless set), so
+    /// that a call costs a round trip as on AWS, where it takes tens of milliseconds against
+    /// about one here. Each call waits on its own: calls made side by side overlap. Control
+    /// endpoints are not delayed, and `reset` keeps it: it is the network's, not the account's.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        *lock(&self.inner.answer_delay) = delay;
+    }
+
+    pub fn answer_delay(&self) -> Duration {
+        *lock(&self.inner.answer_delay)
+    }
+
     /// Stops the server and waits for it.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -720,9 +756,21 @@ fn is_form(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
+/// What the request log needs to know of the request being answered.
+#[derive(Debug, Clone)]
+struct Arrival {
+    /// The access key ID (see [`RecordedRequest::caller`]).
+    caller: Option<String>,
+    received: Instant,
+    answer_delay: Duration,
+}
+
 tokio::task_local! {
-    /// The access key ID of the request being answered (see [`RecordedRequest::caller`]).
-    static CALLER: Option<String>;
+    static ARRIVAL: Arrival;
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The access key ID in a SigV4 `Authorization` header's credential scope.
@@ -737,7 +785,7 @@ fn access_key(headers: &HeaderMap) -> Option<String> {
 struct Busy {
     total: Duration,
     in_flight: usize,
-    since: Option<std::time::Instant>,
+    since: Option<Instant>,
 }
 
 /// [`handle`], with its time added to [`Emulator::busy`].
@@ -751,16 +799,30 @@ async fn timed_handle(
     {
         let mut busy = lock(&inner.busy);
         if busy.in_flight == 0 {
-            busy.since = Some(std::time::Instant::now());
+            busy.since = Some(Instant::now());
         }
         busy.in_flight += 1;
     }
-    let caller = access_key(&headers);
-    let response = CALLER
-        .scope(
-            caller,
-            handle(State(inner.clone()), method, uri, headers, body),
-        )
+    let answer_delay = if uri.path().starts_with("/_bench/") {
+        Duration::ZERO
+    } else {
+        *lock(&inner.answer_delay)
+    };
+    let arrival = Arrival {
+        caller: access_key(&headers),
+        received: Instant::now(),
+        answer_delay,
+    };
+    let response = ARRIVAL
+        .scope(arrival, async {
+            // Slept before the call is carried out, so calls made side by side are still
+            // carried out in the order they arrived; a sleep, not a blocking wait, so that
+            // they wait side by side as they would on AWS.
+            if !answer_delay.is_zero() {
+                tokio::time::sleep(answer_delay).await;
+            }
+            handle(State(inner.clone()), method, uri, headers, body).await
+        })
         .await;
     let mut busy = lock(&inner.busy);
     busy.in_flight = busy.in_flight.saturating_sub(1);
@@ -1300,7 +1362,7 @@ struct Clock {
 }
 
 #[derive(Deserialize)]
-struct CancelDelay {
+struct Milliseconds {
     milliseconds: u64,
 }
 
@@ -1395,10 +1457,19 @@ async fn control_result(
             Ok(json!({"now": request.now}))
         }
         (&Method::POST, "autoscaling/cancel-delay") => {
-            let request: CancelDelay = parse_control(body)?;
+            let request: Milliseconds = parse_control(body)?;
             lock(&inner.services).autoscaling.cancel_delay =
                 Duration::from_millis(request.milliseconds);
             Ok(json!({"milliseconds": request.milliseconds}))
+        }
+        (&Method::POST, "answer-delay") => {
+            let request: Milliseconds = parse_control(body)?;
+            *lock(&inner.answer_delay) = Duration::from_millis(request.milliseconds);
+            Ok(json!({"milliseconds": request.milliseconds}))
+        }
+        (&Method::GET, "answer-delay") => {
+            let delay = *lock(&inner.answer_delay);
+            Ok(json!({"milliseconds": delay.as_millis()}))
         }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -419,3 +419,28 @@ async fn ecr_keeps_retagged_images_and_answers_batch_get_image_as_aws() {
         "botocore's ImageIdentifierList has max 100"
     );
 }
+
+/// The answer delay holds what moto answers too: "as AWS answers" delays every service.
+#[tokio::test]
+async fn the_answer_delay_holds_calls_passed_to_moto() {
+    let bench = Bench::start().await.unwrap();
+    let config = bench.sdk_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let delay = Duration::from_millis(40);
+    bench.emulator.set_answer_delay(delay);
+    let start = std::time::Instant::now();
+    ssm.describe_parameters().send().await.unwrap();
+    ecr.describe_repositories().send().await.unwrap();
+    assert!(start.elapsed() >= 2 * delay);
+    let log = bench.emulator.requests();
+    let seen: Vec<(Service, u16, u64)> = log
+        .iter()
+        .map(|r| (r.service, r.status, r.answer_delay_us))
+        .collect();
+    assert_eq!(
+        seen,
+        [(Service::Ssm, 200, 40_000), (Service::Ecr, 200, 40_000)]
+    );
+    assert!(log.iter().all(|r| r.answered_us - r.received_us >= 40_000));
+}

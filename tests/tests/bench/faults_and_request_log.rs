@@ -1,6 +1,6 @@
 //! Fault injection and the request log, seen through the real SDK clients and their retries.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -342,4 +342,116 @@ async fn prepull_clients_retry_image_builders_own_rate_limit_error() {
             None
         ]
     );
+}
+
+/// "As AWS answers": every answer waits the delay, and calls made side by side wait it out
+/// together, as on AWS. Asserted on the request log's spans and on lower bounds only: an upper
+/// bound on wall-clock time would fail on a busy machine.
+#[tokio::test]
+async fn an_answer_delay_holds_every_answer_and_calls_side_by_side_wait_it_out_together() {
+    let emulator = emulator().await;
+    let client = imagebuilder(&emulator, RetryConfig::disabled()).await;
+    let config = sdk_config_for(&emulator.url(), "us-east-1").await;
+    let autoscaling = aws_sdk_autoscaling::Client::new(&config);
+    let delay = Duration::from_millis(50);
+    emulator.set_answer_delay(delay);
+
+    let start = Instant::now();
+    client.list_components().send().await.unwrap();
+    autoscaling
+        .describe_auto_scaling_groups()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() >= 2 * delay,
+        "two calls in sequence wait two delays"
+    );
+    let sequential = emulator.requests();
+    assert_eq!(sequential.len(), 2);
+    for request in &sequential {
+        assert_eq!(request.answer_delay_us, 50_000, "{request:?}");
+        assert!(
+            request.answered_us - request.received_us >= 50_000,
+            "{request:?}"
+        );
+    }
+    assert!(
+        sequential[1].received_us >= sequential[0].answered_us,
+        "the second call was sent once the first was answered"
+    );
+
+    // Long enough that the calls are all in before the first answer, however slow the machine.
+    let delay = Duration::from_millis(300);
+    emulator.set_answer_delay(delay);
+    emulator.clear_requests();
+    let start = Instant::now();
+    let calls = (0..4).map(|_| client.list_components().send());
+    for answer in futures_util::future::join_all(calls).await {
+        answer.unwrap();
+    }
+    assert!(start.elapsed() >= delay);
+    let side_by_side = emulator.requests();
+    assert_eq!(side_by_side.len(), 4);
+    assert!(side_by_side.iter().all(|r| r.answer_delay_us == 300_000));
+    let last_in = side_by_side.iter().map(|r| r.received_us).max().unwrap();
+    let first_out = side_by_side.iter().map(|r| r.answered_us).min().unwrap();
+    assert!(
+        last_in < first_out,
+        "each call waited on its own, not in turn: {side_by_side:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_answer_delay_is_set_over_http_and_outlives_a_reset() {
+    let emulator = emulator().await;
+    let http = reqwest::Client::new();
+    let url = emulator.url();
+    let set: Value = http
+        .post(format!("{url}/_bench/answer-delay"))
+        .json(&json!({"milliseconds": 25}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(set, json!({"milliseconds": 25}));
+    assert_eq!(emulator.answer_delay(), Duration::from_millis(25));
+    http.post(format!("{url}/_bench/reset"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let read: Value = http
+        .get(format!("{url}/_bench/answer-delay"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        read,
+        json!({"milliseconds": 25}),
+        "the network's, not the account's"
+    );
+
+    let client = imagebuilder(&emulator, RetryConfig::disabled()).await;
+    // A call refused for its shape waits too: AWS answers it from as far away.
+    let refused = client
+        .get_component()
+        .component_build_version_arn("not an ARN")
+        .send()
+        .await;
+    assert!(refused.is_err());
+    emulator.set_answer_delay(Duration::ZERO);
+    client.list_components().send().await.unwrap();
+    let delays: Vec<(u16, u64)> = emulator
+        .requests()
+        .iter()
+        .map(|r| (r.status, r.answer_delay_us))
+        .collect();
+    assert_eq!(delays, [(400, 25_000), (200, 0)]);
 }
