@@ -805,23 +805,14 @@ const VISIBLE: &str = "GetComponent waits until the new version resolves before 
 const PARENT: &str = "GetParameter reads the recipe's `ssm:` parent image, part of the build's identity (its client token)";
 const RESOLVE: &str = "GetComponent resolves the build version the pipeline will take, part of the build's identity (its client token)";
 const YIELD: &str = "ListImagePipelineImages after the start finds a build another invocation started at the same moment, so the later one yields";
-const LATENCY_VERSIONS: &str = "ListComponentBuildVersions finds the component build of the AMI published now, whose manifest the new build is compared with (the `prepull:oldest-new-push` tag, where the push-to-AMI latency metric starts)";
-const LATENCY_MANIFEST: &str =
-    "GetComponent reads that build's manifest: the pushes it lacks are the ones the new AMI brings";
+const LATENCY_MANIFEST: &str = "GetComponent reads the manifest of the AMI published now (its component version's build `/1`; the builds are listed only when a concurrent writer made another): the pushes it lacks are the ones the new AMI brings (the `prepull:oldest-new-push` tag, where the push-to-AMI latency metric starts)";
 const CONFIRM_DIGEST: &str = "BatchGetImage, one per repository, confirms the pins this run neither pushed nor read from ECR still exist, with their tags in case one is gone (a build pinning a deleted digest fails at its pull, and so would every later one)";
 const LABEL_READ: &str = "GetParameter of `name:label` tells a retried event that its version exists (GetParameters could fold it into the current-value read, but that its answer names the selector is undocumented)";
 const CONFIRM: &str = "GetParameter of the new version waits for Parameter Store's asynchronous `aws:ec2:image` validation to accept the AMI";
 
 /// The component read, the write, the recipe, "is a build running", the start.
 const CHANGED_PUSH_FLOOR: usize = READ_COMPONENT + 1 + READ_RECIPE + 1 + 1;
-const CHANGED_PUSH_EXTRA: &[&str] = &[
-    PROBE,
-    VISIBLE,
-    PARENT,
-    LATENCY_VERSIONS,
-    LATENCY_MANIFEST,
-    YIELD,
-];
+const CHANGED_PUSH_EXTRA: &[&str] = &[PROBE, VISIBLE, PARENT, LATENCY_MANIFEST, YIELD];
 /// The component read shows the manifest unchanged; the recipe and the pipeline's builds show
 /// whether that version was built (a run that stopped after writing it left it unbuilt). The
 /// pins are confirmed as in a changed push (one read per repository, beside the pipeline
@@ -845,7 +836,7 @@ const UP_TO_DATE_FLOOR: usize = READ_COMPONENT + WATCHED_REPOSITORIES + READ_REC
 const UP_TO_DATE_EXTRA: &[&str] = &[PROBE];
 /// An up-to-date run's reads, then the start.
 const FORCED_FLOOR: usize = UP_TO_DATE_FLOOR + 1;
-const FORCED_EXTRA: &[&str] = &[PROBE, LATENCY_VERSIONS, LATENCY_MANIFEST, RESOLVE, YIELD];
+const FORCED_EXTRA: &[&str] = &[PROBE, LATENCY_MANIFEST, RESOLVE, YIELD];
 
 /// How one burst of pushes turned into builds.
 #[derive(Debug, Clone, Serialize)]

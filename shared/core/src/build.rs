@@ -140,23 +140,71 @@ pub struct BuildSummary {
     pub component_version: Option<String>,
 }
 
-/// Whether to start a build.
+/// A build one of the three triggers (a push, patch day, a follow-up) found due: how its
+/// client token is made, and its tags before the parent image is added (see [`DueBuild::request`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueBuild {
+    pub token: BuildToken,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A build request as sent: its client token and every tag. A dry run prints it; the real run
+/// sends exactly it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "kebab-case")]
-pub enum BuildDecision {
-    /// Start one, with this token and these tags.
-    Start {
-        token_prefix: String,
-        tags: Vec<(String, String)>,
+pub struct BuildRequest {
+    pub client_token: String,
+    pub tags: Vec<(String, String)>,
+}
+
+impl DueBuild {
+    /// The request, with the push-to-AMI latency tag (when there is one) and the parent
+    /// image's current value: both are part of the build's identity.
+    pub fn request(
+        mut self,
+        latency: Option<(String, String)>,
+        parent_image: Option<&str>,
+    ) -> BuildRequest {
+        self.tags.extend(latency);
+        let (client_token, tags) = build_request(self.token, self.tags, parent_image);
+        BuildRequest { client_token, tags }
+    }
+}
+
+/// Where a wanted build ended up: the one vocabulary of image-pushed, patch-day and
+/// build-finished's follow-up, whether it was decided from the listing or by a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// This request started the build.
+    Started(ImageBuilderArn),
+    /// The same request was made before and that build ended without an image;
+    /// `StartImagePipelineExecution` returned it and started nothing.
+    AlreadyAttempted {
+        arn: ImageBuilderArn,
+        status: BuildStatus,
     },
-    /// A build is running; the build-finished function starts the follow-up when it ends.
-    /// `same_manifest` says the running build already caches the wanted manifest.
-    QueuedBehind {
-        image_arn: ImageBuilderArn,
+    /// Another build is running (found in the listing, or started at the same moment, when
+    /// this one yielded): build-finished starts the follow-up when it ends. `same_manifest`:
+    /// that build already caches the wanted manifest.
+    Queued {
+        running: ImageBuilderArn,
         same_manifest: bool,
     },
-    /// A build for this manifest was already made; nothing is missing.
-    AlreadyStarted { image_arn: ImageBuilderArn },
+    /// An AVAILABLE image already caches this manifest.
+    AlreadyBuilt(ImageBuilderArn),
+    /// A concurrent writer's newer component version carries this change; its writer builds it.
+    Superseded(ImageBuilderArn),
+    /// Nothing to build: the build that ended carried the latest manifest.
+    NotNeeded,
+    /// Due, but not started: the manifest is empty, or pins a digest ECR no longer has. The
+    /// next reconcile (a push, a deletion's event, the daily run) fixes the manifest and builds.
+    Withheld(String),
+}
+
+/// Whether to start a build: due, or settled without one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildDecision {
+    Start(DueBuild),
+    Settled(BuildOutcome),
 }
 
 /// One build at a time: never start while another runs, never build a manifest twice.
@@ -167,20 +215,18 @@ pub fn decide_build(
     trigger: &str,
 ) -> BuildDecision {
     if let Some(running) = images.iter().find(|i| i.status.is_running()) {
-        return BuildDecision::QueuedBehind {
-            image_arn: running.arn.clone(),
+        return BuildDecision::Settled(BuildOutcome::Queued {
+            running: running.arn.clone(),
             same_manifest: running.manifest_hash.as_deref() == Some(manifest_hash),
-        };
+        });
     }
     if let Some(built) = images.iter().find(|i| {
         i.manifest_hash.as_deref() == Some(manifest_hash) && i.status == BuildStatus::Available
     }) {
-        return BuildDecision::AlreadyStarted {
-            image_arn: built.arn.clone(),
-        };
+        return BuildDecision::Settled(BuildOutcome::AlreadyBuilt(built.arn.clone()));
     }
-    BuildDecision::Start {
-        token_prefix: format!("b{component_version}"),
+    BuildDecision::Start(DueBuild {
+        token: BuildToken::Derived(format!("b{component_version}")),
         tags: vec![
             (MANIFEST_TAG.to_owned(), manifest_hash.to_owned()),
             (TRIGGER_TAG.to_owned(), trigger.to_owned()),
@@ -189,7 +235,7 @@ pub fn decide_build(
                 component_version.to_owned(),
             ),
         ],
-    }
+    })
 }
 
 /// Whether some image already carries (or is building) `manifest_hash`. A version written by
@@ -215,32 +261,6 @@ pub fn newest_available(images: &[BuildSummary]) -> Option<(DateTime<Utc>, &Buil
         .max_by_key(|(at, _)| *at)
 }
 
-/// What `StartImagePipelineExecution` returned, read against the listing taken just before it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartedBuild {
-    /// A build the listing did not hold: this call started it.
-    New { arn: ImageBuilderArn },
-    /// A build the listing already held. The client token matched an earlier request, so
-    /// Image Builder returned that request's build and started nothing. The planner starts a
-    /// build only when none with this manifest is running or available, so this one ended
-    /// without an image (FAILED or CANCELLED) and the same request will not build again
-    /// while Image Builder remembers the token.
-    Earlier {
-        arn: ImageBuilderArn,
-        status: BuildStatus,
-    },
-    /// This call started a build, but another started first and was running: this one was
-    /// cancelled, and the change waits for build-finished's follow-up (see [`yields_to`]).
-    Yielded {
-        cancelled: ImageBuilderArn,
-        running: ImageBuilderArn,
-    },
-}
-
-/// Which of two builds of the pipeline started first. Builds of one recipe are ordered by
-/// Image Builder's own numbers: the image version, then the build number it gives builds as it
-/// starts them. A pipeline that moved to another recipe has no common numbering with the old
-/// one: there the dates Image Builder recorded decide. `None` when nothing can tell.
 fn start_order(
     a: &ImageBuilderArn,
     a_created: Option<DateTime<Utc>>,
@@ -332,13 +352,13 @@ pub fn unlisted_predecessors(ours: &ImageBuilderArn, listed: &[BuildSummary]) ->
 }
 
 /// Reads the ARN `StartImagePipelineExecution` returned against the builds listed before it.
-pub fn started_build(arn: ImageBuilderArn, listed: &[BuildSummary]) -> StartedBuild {
+pub fn started_build(arn: ImageBuilderArn, listed: &[BuildSummary]) -> BuildOutcome {
     match listed.iter().find(|build| build.arn == arn) {
-        Some(earlier) => StartedBuild::Earlier {
+        Some(earlier) => BuildOutcome::AlreadyAttempted {
             status: earlier.status,
             arn,
         },
-        None => StartedBuild::New { arn },
+        None => BuildOutcome::Started(arn),
     }
 }
 
@@ -374,85 +394,46 @@ pub fn build_request(
     (token, tags)
 }
 
-/// What build-finished did about a change that arrived during the build that ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FollowUp {
-    /// The build that ended carried the latest manifest.
-    NotNeeded,
-    /// Another build is running; it ends with its own event.
-    Running(ImageBuilderArn),
-    /// A follow-up build started.
-    Started(ImageBuilderArn),
-    /// The same follow-up was requested before and ended without an image.
-    AlreadyAttempted {
-        arn: ImageBuilderArn,
-        status: BuildStatus,
-    },
-    /// Due, but not started: the manifest is empty, or pins a digest ECR no longer has. The
-    /// next reconcile (a push, a deletion's event, the daily run) fixes the manifest and builds.
-    Withheld(String),
-}
-
-impl fmt::Display for FollowUp {
+impl fmt::Display for BuildOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FollowUp::NotNeeded => f.write_str("not-needed"),
-            FollowUp::Running(arn) => write!(f, "running {arn}"),
-            FollowUp::Started(arn) => write!(f, "started {arn}"),
-            FollowUp::AlreadyAttempted { arn, status } => {
+            BuildOutcome::NotNeeded => f.write_str("not-needed"),
+            BuildOutcome::Queued { running, .. } => write!(f, "running {running}"),
+            BuildOutcome::Started(arn) => write!(f, "started {arn}"),
+            BuildOutcome::AlreadyAttempted { arn, status } => {
                 write!(f, "already-attempted {arn} ({status})")
             }
-            FollowUp::Withheld(reason) => write!(f, "withheld: {reason}"),
+            BuildOutcome::AlreadyBuilt(arn) => write!(f, "already-built {arn}"),
+            BuildOutcome::Superseded(arn) => write!(f, "superseded by {arn}"),
+            BuildOutcome::Withheld(reason) => write!(f, "withheld: {reason}"),
         }
     }
 }
 
-/// The summary's `follow_up` is a string operators read and match on.
-impl Serialize for FollowUp {
+/// build-finished's `follow_up` is a string operators read and match on.
+impl Serialize for BuildOutcome {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
 }
 
-/// What build-finished does about a change that arrived during the build that ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FollowUpPlan {
-    /// Nothing to start; this is the answer.
-    Done(FollowUp),
-    /// Start a build with this token prefix and these tags.
-    Start {
-        token_prefix: String,
-        tags: Vec<(String, String)>,
-    },
-}
-
 /// Whether a build that ended needs a follow-up: only when the component moved on from the
-/// manifest it built, and then by the same one-at-a-time rule as every other build.
+/// manifest it built, and then by the same one-at-a-time rule as every other build. An image
+/// that already caches the latest manifest means none is needed.
 pub fn decide_follow_up(
     built_manifest: Option<&str>,
     latest_manifest: &str,
     images: &[BuildSummary],
     latest_version: &str,
-) -> FollowUpPlan {
+) -> BuildDecision {
     if built_manifest == Some(latest_manifest) {
-        return FollowUpPlan::Done(FollowUp::NotNeeded);
+        return BuildDecision::Settled(BuildOutcome::NotNeeded);
     }
     match decide_build(images, latest_manifest, latest_version, "follow-up") {
-        BuildDecision::QueuedBehind { image_arn, .. } => {
-            FollowUpPlan::Done(FollowUp::Running(image_arn))
+        BuildDecision::Settled(BuildOutcome::AlreadyBuilt(_)) => {
+            BuildDecision::Settled(BuildOutcome::NotNeeded)
         }
-        BuildDecision::AlreadyStarted { .. } => FollowUpPlan::Done(FollowUp::NotNeeded),
-        BuildDecision::Start { token_prefix, tags } => FollowUpPlan::Start { token_prefix, tags },
-    }
-}
-
-impl From<StartedBuild> for FollowUp {
-    fn from(started: StartedBuild) -> Self {
-        match started {
-            StartedBuild::New { arn } => FollowUp::Started(arn),
-            StartedBuild::Earlier { arn, status } => FollowUp::AlreadyAttempted { arn, status },
-            StartedBuild::Yielded { running, .. } => FollowUp::Running(running),
-        }
+        decision => decision,
     }
 }
 
@@ -505,21 +486,21 @@ mod tests {
                     image(1, Available, Some("h1")),
                     image(2, Building, Some("h2")),
                 ],
-                BuildDecision::QueuedBehind {
-                    image_arn: arn(2),
+                BuildDecision::Settled(BuildOutcome::Queued {
+                    running: arn(2),
                     same_manifest: false,
-                },
+                }),
             ),
             (
                 vec![image(2, Building, Some("h3"))],
-                BuildDecision::QueuedBehind {
-                    image_arn: arn(2),
+                BuildDecision::Settled(BuildOutcome::Queued {
+                    running: arn(2),
                     same_manifest: true,
-                },
+                }),
             ),
             (
                 vec![image(1, Available, Some("h3"))],
-                BuildDecision::AlreadyStarted { image_arn: arn(1) },
+                BuildDecision::Settled(BuildOutcome::AlreadyBuilt(arn(1))),
             ),
             (
                 vec![image(1, Failed, Some("h3"))],
@@ -529,11 +510,12 @@ mod tests {
         for (images, expected) in cases {
             assert_eq!(decide_build(&images, "h3", "1.0.4", "push"), expected);
         }
-        let BuildDecision::Start { token_prefix, tags } = decide_build(&[], "h3", "1.0.4", "push")
+        let BuildDecision::Start(DueBuild { token, tags }) =
+            decide_build(&[], "h3", "1.0.4", "push")
         else {
             panic!()
         };
-        assert_eq!(token_prefix, "b1.0.4");
+        assert_eq!(token, BuildToken::Derived("b1.0.4".to_owned()));
         assert!(tags.contains(&(MANIFEST_TAG.to_owned(), "h3".to_owned())));
     }
 
@@ -560,14 +542,14 @@ mod tests {
         let failed = image(1, BuildStatus::Failed, Some("m"));
         assert_eq!(
             started_build(arn(1), std::slice::from_ref(&failed)),
-            StartedBuild::Earlier {
+            BuildOutcome::AlreadyAttempted {
                 arn: arn(1),
                 status: BuildStatus::Failed
             }
         );
         assert_eq!(
             started_build(arn(2), &[failed]),
-            StartedBuild::New { arn: arn(2) }
+            BuildOutcome::Started(arn(2))
         );
     }
 
@@ -594,29 +576,38 @@ mod tests {
     #[test]
     fn a_follow_up_only_when_the_component_moved_on() {
         use BuildStatus::{Available, Building};
-        let done = FollowUpPlan::Done;
+        let done = BuildDecision::Settled;
         assert_eq!(
             decide_follow_up(Some("h"), "h", &[], "1.0.1"),
-            done(FollowUp::NotNeeded)
+            done(BuildOutcome::NotNeeded)
         );
         assert_eq!(
             decide_follow_up(Some("h"), "h2", &[image(2, Building, Some("h3"))], "1.0.2"),
-            done(FollowUp::Running(arn(2)))
+            done(BuildOutcome::Queued {
+                running: arn(2),
+                same_manifest: false
+            })
         );
         assert_eq!(
             decide_follow_up(Some("h"), "h2", &[image(2, Available, Some("h2"))], "1.0.2"),
-            done(FollowUp::NotNeeded)
+            done(BuildOutcome::NotNeeded)
         );
         assert!(matches!(
             decide_follow_up(Some("h"), "h2", &[image(1, Available, Some("h"))], "1.0.2"),
-            FollowUpPlan::Start { .. }
+            BuildDecision::Start(_)
         ));
         let texts = [
-            (FollowUp::NotNeeded, "not-needed".to_owned()),
-            (FollowUp::Running(arn(2)), format!("running {}", arn(2))),
-            (FollowUp::Started(arn(2)), format!("started {}", arn(2))),
+            (BuildOutcome::NotNeeded, "not-needed".to_owned()),
             (
-                FollowUp::AlreadyAttempted {
+                BuildOutcome::Queued {
+                    running: arn(2),
+                    same_manifest: true,
+                },
+                format!("running {}", arn(2)),
+            ),
+            (BuildOutcome::Started(arn(2)), format!("started {}", arn(2))),
+            (
+                BuildOutcome::AlreadyAttempted {
                     arn: arn(2),
                     status: BuildStatus::Failed,
                 },

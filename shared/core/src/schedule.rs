@@ -5,8 +5,8 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
 use serde::Serialize;
 
 use crate::build::{
-    BuildSummary, BuildToken, COMPONENT_VERSION_TAG, MANIFEST_TAG, REASON_TAG, TRIGGER_TAG,
-    build_request, newest_available,
+    BuildSummary, BuildToken, COMPONENT_VERSION_TAG, DueBuild, MANIFEST_TAG, REASON_TAG,
+    TRIGGER_TAG, newest_available,
 };
 use crate::config::PatchDaySettings;
 
@@ -151,13 +151,6 @@ pub fn manifest_change(
     }
 }
 
-/// The build a patch-day run starts: its client token and tags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PlannedBuild {
-    pub client_token: String,
-    pub tags: Vec<(String, String)>,
-}
-
 /// What a patch-day run builds, from what it found.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildInputs<'a> {
@@ -169,12 +162,11 @@ pub struct BuildInputs<'a> {
     pub request_id: &'a str,
     pub manifest_hash: &'a str,
     pub component_version: &'a str,
-    pub parent_now: Option<&'a str>,
 }
 
 /// A build when some condition holds and none is running. Scheduled runs on one day
 /// converge on one build for the same request; each forced invocation is its own build.
-pub fn plan_build(inputs: &BuildInputs<'_>) -> Option<PlannedBuild> {
+pub fn plan_build(inputs: &BuildInputs<'_>) -> Option<DueBuild> {
     if inputs.running || inputs.reasons.is_empty() {
         return None;
     }
@@ -193,8 +185,7 @@ pub fn plan_build(inputs: &BuildInputs<'_>) -> Option<PlannedBuild> {
     if let Some(reason) = inputs.forced {
         tags.push((REASON_TAG.to_owned(), reason.to_owned()));
     }
-    let (client_token, tags) = build_request(token, tags, inputs.parent_now);
-    Some(PlannedBuild { client_token, tags })
+    Some(DueBuild { token, tags })
 }
 
 #[cfg(test)]
@@ -373,10 +364,14 @@ mod tests {
                 request_id,
                 manifest_hash: "h",
                 component_version: "1.0.3",
-                parent_now: Some("ami-1"),
             }
         };
-        let token = |i: BuildInputs<'_>| plan_build(&i).unwrap().client_token;
+        let token = |i: BuildInputs<'_>| {
+            plan_build(&i)
+                .unwrap()
+                .request(None, Some("ami-1"))
+                .client_token
+        };
         assert_eq!(
             token(inputs("2026-12-09T01:00:00Z", None, "r1")),
             token(inputs("2026-12-09T23:00:00Z", None, "r2"))

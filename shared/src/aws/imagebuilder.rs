@@ -105,9 +105,18 @@ pub async fn manifest_of_version(
     version_arn: &ImageBuilderArn,
     manifest_hash: &str,
 ) -> Result<Option<prepull_core::manifest::Manifest>, PrepullError> {
+    // Nearly every version has one build, `/1`: read it straight away, and list the builds
+    // only when it is not the one (concurrent writers raced for the version). On AWS that is
+    // one round trip instead of two.
+    let first = format!("{version_arn}/1");
+    if let Some((_, manifest)) = read_component(client, &first).await?
+        && manifest.hash() == manifest_hash
+    {
+        return Ok(Some(manifest));
+    }
     let mut builds = list_build_arns(client, version_arn).await?;
     builds.sort_by_key(ImageBuilderArn::build);
-    for arn in builds.iter().rev() {
+    for arn in builds.iter().rev().filter(|arn| arn.build() != Some(1)) {
         if let Some((_, manifest)) = read_component(client, arn.as_str()).await?
             && manifest.hash() == manifest_hash
         {

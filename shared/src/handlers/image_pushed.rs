@@ -2,9 +2,7 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{
-    BuildDecision, BuildStatus, BuildToken, StartedBuild, build_request, decide_build,
-};
+use prepull_core::build::{BuildDecision, BuildOutcome, BuildStatus, decide_build};
 use prepull_core::events::ecr::{Push, Record, read_input, untie};
 use serde::Serialize;
 use serde_json::Value;
@@ -12,26 +10,25 @@ use serde_json::Value;
 use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::reconcile::{
-    NOTHING_TO_CACHE, Resolve, Visibility, latency_tag, reconcile_and_plan, start_build,
-    visible_with_parent,
-};
+use crate::handlers::reconcile::{NOTHING_TO_CACHE, Reconciled, Resolve, Run, reconcile_and_plan};
+use crate::handlers::start::{Written, start_due};
 use crate::metrics;
 use prepull_core::image::ImageRef;
 use prepull_core::metrics::Metric;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     BuildStarted,
     /// The same build was requested before and ended without an image; Image Builder
-    /// returned that build and started nothing (see [`StartedBuild::Earlier`]).
+    /// returned that build and started nothing (see [`BuildOutcome::AlreadyAttempted`]).
     AlreadyAttempted,
     UpToDate,
     QueuedBehindRunningBuild,
     /// A concurrent writer's newer component version carries this run's change (it merges
     /// what this run wrote); that writer's invocation builds it.
     Superseded,
+    #[default]
     Ignored,
     Rejected,
     /// No watched image is in ECR: the cache would be empty, so nothing is built.
@@ -46,7 +43,7 @@ pub struct RecordNote {
 
 /// What the function did, returned as its JSON result. `batchItemFailures` sends rejected
 /// records to the dead-letter queue; everything else in the batch is done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Summary {
     pub outcome: Outcome,
     pub component_version: Option<String>,
@@ -88,24 +85,7 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let mut pushes: Vec<Push> = Vec::new();
     let mut deleted: Vec<ImageRef> = Vec::new();
     let mut failures = SqsBatchResponse::default();
-    let mut summary = Summary {
-        outcome: Outcome::Ignored,
-        component_version: None,
-        component_build_version_arn: None,
-        image_build_version_arn: None,
-        earlier_build_status: None,
-        recipe_arn: None,
-        superseded_by: None,
-        manifest_hash: None,
-        images: Vec::new(),
-        applied: Vec::new(),
-        unresolved: Vec::new(),
-        removed: Vec::new(),
-        reason: None,
-        ignored: Vec::new(),
-        rejected: Vec::new(),
-        batch_item_failures: Vec::new(),
-    };
+    let mut summary = Summary::default();
     for input_record in records {
         let message_id = input_record.message_id;
         match input_record.record {
@@ -167,15 +147,16 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
             ask_ecr.push(image);
         }
     }
-    let (component, view, recipe_change) = reconcile_and_plan(
-        common,
-        &pushes,
-        Resolve::Missing(ask_ecr),
-        &trigger,
-        false,
-        common.clock.now(),
-    )
-    .await?;
+    let run = Run {
+        trigger: &trigger,
+        dry_run: false,
+        now: common.clock.now(),
+    };
+    let Reconciled {
+        component,
+        view,
+        recipe_change,
+    } = reconcile_and_plan(common, &pushes, Resolve::Missing(ask_ecr), &run).await?;
     summary.unresolved = component.unresolved.clone();
     summary.removed = component.removed.clone();
     summary.applied = component.applied.clone();
@@ -207,64 +188,68 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let builds =
         imagebuilder::list_builds(common.clients.imagebuilder(), config.pipeline.as_str()).await?;
     let version = component.version.clone().unwrap_or_default();
-    summary.outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
-        BuildDecision::Start { token_prefix, tags } => {
-            // Two independent reads: whether the recipe sees the new version (with the
-            // parent image), and the latency tag.
-            let (visible, latency) = tokio::join!(
-                visible_with_parent(
-                    common,
-                    &view,
-                    component.build_arn.as_ref(),
-                    &component.manifest_hash,
-                ),
-                latency_tag(common, &component.manifest, &builds),
-            );
-            let (visibility, parent) = visible?;
-            if let Visibility::Superseded(newer) = visibility {
-                tracing::info!(newer = %newer, "a concurrent writer's newer component version carries this change; its invocation builds it");
-                summary.outcome = Outcome::Superseded;
-                summary.superseded_by = Some(newer);
-                return Ok(summary);
+    let outcome = match decide_build(&builds, &component.manifest_hash, &version, "ecr-push") {
+        BuildDecision::Start(due) => {
+            let written = component.build_arn.as_ref().map(|build| Written {
+                build,
+                manifest_hash: &component.manifest_hash,
+            });
+            start_due(common, &view, &builds, written, &component.manifest, due).await?
+        }
+        BuildDecision::Settled(outcome) => {
+            if matches!(
+                outcome,
+                BuildOutcome::Queued {
+                    same_manifest: false,
+                    ..
+                }
+            ) {
+                metrics::count(Metric::BuildsQueued, 1);
             }
-            let tags = tags.into_iter().chain(latency).collect();
-            let (token, tags) =
-                build_request(BuildToken::Derived(token_prefix), tags, parent.as_deref());
-            match start_build(common, &token, &tags, &builds).await? {
-                StartedBuild::New { arn } => {
-                    summary.image_build_version_arn = Some(arn);
-                    Outcome::BuildStarted
-                }
-                StartedBuild::Earlier { arn, status } => {
-                    summary.image_build_version_arn = Some(arn);
-                    summary.earlier_build_status = Some(status);
-                    Outcome::AlreadyAttempted
-                }
-                StartedBuild::Yielded { running, .. } => {
-                    summary.image_build_version_arn = Some(running);
+            outcome
+        }
+    };
+    summary.record(outcome);
+    tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
+    Ok(summary)
+}
+
+impl Summary {
+    /// Where the wanted build ended up, in this function's terms.
+    fn record(&mut self, outcome: BuildOutcome) {
+        self.outcome = match outcome {
+            BuildOutcome::Started(arn) => {
+                self.image_build_version_arn = Some(arn);
+                Outcome::BuildStarted
+            }
+            BuildOutcome::AlreadyAttempted { arn, status } => {
+                self.image_build_version_arn = Some(arn);
+                self.earlier_build_status = Some(status);
+                Outcome::AlreadyAttempted
+            }
+            BuildOutcome::Queued {
+                running,
+                same_manifest,
+            } => {
+                self.image_build_version_arn = Some(running);
+                if same_manifest {
+                    Outcome::UpToDate
+                } else {
                     Outcome::QueuedBehindRunningBuild
                 }
             }
-        }
-        BuildDecision::QueuedBehind {
-            image_arn,
-            same_manifest,
-        } => {
-            summary.image_build_version_arn = Some(image_arn);
-            if same_manifest {
+            BuildOutcome::AlreadyBuilt(arn) => {
+                self.image_build_version_arn = Some(arn);
                 Outcome::UpToDate
-            } else {
-                metrics::count(Metric::BuildsQueued, 1);
-                Outcome::QueuedBehindRunningBuild
             }
-        }
-        BuildDecision::AlreadyStarted { image_arn } => {
-            summary.image_build_version_arn = Some(image_arn);
-            Outcome::UpToDate
-        }
-    };
-    tracing::info!(outcome = ?summary.outcome, version = summary.component_version.as_deref(), "done");
-    Ok(summary)
+            BuildOutcome::Superseded(newer) => {
+                self.superseded_by = Some(newer);
+                Outcome::Superseded
+            }
+            // Not decided for a push: nothing was due.
+            BuildOutcome::NotNeeded | BuildOutcome::Withheld(_) => Outcome::UpToDate,
+        };
+    }
 }
 
 fn describe_trigger(pushes: &[Push], deleted: &[ImageRef]) -> String {

@@ -5,10 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildStatus, StartedBuild, is_built, running_build};
+use prepull_core::build::{BuildOutcome, BuildRequest, BuildStatus, is_built, running_build};
 use prepull_core::events::operator::read_patch_day_request;
 use prepull_core::recipe::RecipeChange;
-use prepull_core::schedule::{self, BuildInputs, Condition, Facts, PlannedBuild};
+use prepull_core::schedule::{self, BuildInputs, Condition, Facts};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,10 +17,8 @@ pub use prepull_core::config::PatchDaySettings;
 use crate::aws::imagebuilder;
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::reconcile::{
-    ComponentOutcome, NOTHING_TO_CACHE, Resolve, Visibility, await_component_visible,
-    current_parent_image, latency_tag, reconcile_and_plan, start_build,
-};
+use crate::handlers::reconcile::{NOTHING_TO_CACHE, Reconciled, Resolve, Run, reconcile_and_plan};
+use crate::handlers::start::{Written, current_parent_image, latency_tag, start_planned};
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
@@ -29,7 +27,7 @@ use prepull_core::metrics::Metric;
 pub enum Outcome {
     BuildStarted,
     /// The same build was requested before and ended without an image; Image Builder
-    /// returned that build and started nothing (see [`StartedBuild::Earlier`]).
+    /// returned that build and started nothing (see [`BuildOutcome::AlreadyAttempted`]).
     AlreadyAttempted,
     UpToDate,
     BuildRunning,
@@ -43,7 +41,7 @@ pub struct Plan {
     pub component: Option<prepull_core::component::ComponentPlan>,
     pub recipe: Option<RecipeChange>,
     /// The build to start, if any: its client token and tags.
-    pub build: Option<PlannedBuild>,
+    pub build: Option<BuildRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,8 +82,16 @@ pub async fn handle(
         Some(reason) => format!("forced: {reason}"),
         None => "scheduled reconcile".to_owned(),
     };
-    let (component, view, recipe_change): (ComponentOutcome, _, _) =
-        reconcile_and_plan(common, &[], Resolve::All, &trigger, request.dry_run, now).await?;
+    let run = Run {
+        trigger: &trigger,
+        dry_run: request.dry_run,
+        now,
+    };
+    let Reconciled {
+        component,
+        view,
+        recipe_change,
+    } = reconcile_and_plan(common, &[], Resolve::All, &run).await?;
     if !request.dry_run
         && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
     {
@@ -128,7 +134,7 @@ pub async fn handle(
         .map(|c| c.name)
         .collect();
     let mut running = running_build(&builds).map(|b| b.arn.clone());
-    let mut build = schedule::plan_build(&BuildInputs {
+    let due = schedule::plan_build(&BuildInputs {
         now,
         reasons: &reasons,
         running: running.is_some(),
@@ -136,19 +142,22 @@ pub async fn handle(
         request_id,
         manifest_hash: &component.manifest_hash,
         component_version: component.version.as_deref().unwrap_or_default(),
-        parent_now: parent_now.as_deref(),
     });
     let nothing_to_cache = component.manifest.is_empty();
-    if nothing_to_cache && build.is_some() {
+    let due = if nothing_to_cache && due.is_some() {
         tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
-        build = None;
-    }
-    // Computed for a dry run too: its plan shows the tags the real run sends.
-    if let Some(build) = &mut build {
-        build
-            .tags
-            .extend(latency_tag(common, &component.manifest, &builds).await);
-    }
+        None
+    } else {
+        due
+    };
+    // Made in full for a dry run too: its plan shows the request the real run sends.
+    let build = match due {
+        Some(due) => Some(due.request(
+            latency_tag(common, &component.manifest, &builds).await,
+            parent_now.as_deref(),
+        )),
+        None => None,
+    };
     let mut outcome = match (&running, &build) {
         (Some(_), _) => Outcome::BuildRunning,
         (None, Some(_)) => Outcome::BuildStarted,
@@ -165,28 +174,39 @@ pub async fn handle(
     if !request.dry_run
         && let Some(build) = &build
     {
-        if let Some(written) = &component.build_arn
-            && let Visibility::Superseded(newer) =
-                await_component_visible(common, &view, written, &component.manifest_hash).await?
-        {
-            // Rare for patch-day: a push wrote a newer version during this run. That push's
-            // invocation builds it; this run fails and its retry reads again.
-            return Err(PrepullError::ComponentNotVisible {
-                reference: "the recipe's cache component".to_owned(),
-                resolved: newer.to_string(),
-                written: written.to_string(),
-            });
-        }
-        match start_build(common, &build.client_token, &build.tags, &builds).await? {
-            StartedBuild::New { arn } => image_build_version_arn = Some(arn),
-            StartedBuild::Earlier { arn, status } => {
+        let written = component.build_arn.as_ref().map(|build| Written {
+            build,
+            manifest_hash: &component.manifest_hash,
+        });
+        match start_planned(common, &view, &builds, written, build).await? {
+            BuildOutcome::Started(arn) => image_build_version_arn = Some(arn),
+            BuildOutcome::AlreadyAttempted { arn, status } => {
                 image_build_version_arn = Some(arn);
                 earlier_build_status = Some(status);
                 outcome = Outcome::AlreadyAttempted;
             }
-            StartedBuild::Yielded { running: first, .. } => {
+            BuildOutcome::Queued { running: first, .. } => {
                 running = Some(first);
                 outcome = Outcome::BuildRunning;
+            }
+            // Rare for patch-day: a push wrote a newer version during this run. That push's
+            // invocation builds it; this run fails and its retry reads again.
+            BuildOutcome::Superseded(newer) => {
+                return Err(PrepullError::ComponentNotVisible {
+                    reference: "the recipe's cache component".to_owned(),
+                    resolved: newer.to_string(),
+                    written: component
+                        .build_arn
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                });
+            }
+            other => {
+                return Err(PrepullError::Unexpected {
+                    what: "a build start",
+                    detail: format!("answered {other}"),
+                });
             }
         }
     }

@@ -1,14 +1,10 @@
 //! The one code path that brings the cache component up to date, shared by image-pushed
-//! (with the pushes of a batch) and patch-day (with every digest re-read from ECR), and the
-//! one way builds are started.
+//! (with the pushes of a batch) and patch-day (with every digest re-read from ECR). Builds are
+//! started by [`start`].
 
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{
-    BuildSummary, OLDEST_NEW_PUSH_TAG, StartedBuild, newest_available, started_build,
-    unlisted_predecessors, yields_to,
-};
-use prepull_core::component::{self, ComponentPlan, Resolution};
+use prepull_core::component::{self, ComponentPlan};
 use prepull_core::events::ecr::Push;
 use prepull_core::image::ImageRef;
 use prepull_core::manifest::Manifest;
@@ -16,8 +12,8 @@ use prepull_core::recipe::RecipeChange;
 use prepull_core::registry::EcrState;
 use serde::Serialize;
 
+use crate::aws::ecr;
 use crate::aws::imagebuilder::{self, ComponentWrite, PipelineView};
-use crate::aws::{ecr, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
 use crate::metrics;
@@ -71,10 +67,13 @@ pub async fn reconcile_component(
     common: &Common,
     pushes: &[Push],
     resolve: Resolve,
-    trigger: &str,
-    dry_run: bool,
-    now: DateTime<Utc>,
+    run: &Run<'_>,
 ) -> Result<ComponentOutcome, PrepullError> {
+    let Run {
+        trigger,
+        dry_run,
+        now,
+    } = *run;
     let config = &common.config;
     let client = common.clients.imagebuilder();
     // Everything ECR answers in this run, so a pass after a concurrent writer asks only for
@@ -212,28 +211,37 @@ pub async fn reconcile_component(
     }
 }
 
-/// Reconciles the component (reads it, and writes the new version unless `dry_run`) while
-/// the pipeline and its recipe are read beside it, then plans the recipe change the component
+/// What a reconcile found and wrote, and the pipeline read beside it.
+#[derive(Debug)]
+pub struct Reconciled {
+    pub component: ComponentOutcome,
+    pub view: PipelineView,
+    /// The recipe change the component needs (a pinned recipe), planned, not applied.
+    pub recipe_change: Option<RecipeChange>,
+}
+
+/// Reconciles the component (reads it, and writes the new version unless `dry_run`) while the
+/// pipeline and its recipe are read beside it, then plans the recipe change the component
 /// needs. The two share nothing until that plan, and on AWS each read is a round trip. Both
 /// run to the end, so a failed pipeline read never cuts a component write short; the
-/// component's error is reported first.
+/// component's error is reported first. The pipeline's builds are listed by the caller after
+/// the write, not beside it: a build another invocation starts meanwhile must be in the
+/// listing that decides whether this run starts one.
 pub async fn reconcile_and_plan(
     common: &Common,
     pushes: &[Push],
     resolve: Resolve,
-    trigger: &str,
-    dry_run: bool,
-    now: DateTime<Utc>,
-) -> Result<(ComponentOutcome, PipelineView, Option<RecipeChange>), PrepullError> {
+    run: &Run<'_>,
+) -> Result<Reconciled, PrepullError> {
     let (component, view) = tokio::join!(
-        reconcile_component(common, pushes, resolve, trigger, dry_run, now),
+        reconcile_component(common, pushes, resolve, run),
         imagebuilder::read_pipeline(
             common.clients.imagebuilder(),
             common.config.pipeline.as_str()
         ),
     );
     let (component, view) = (component?, view?);
-    let change = match &component.build_arn {
+    let recipe_change = match &component.build_arn {
         Some(build_arn) => {
             imagebuilder::plan_recipe(&view, &common.config.component_name, build_arn.as_str())?
         }
@@ -243,248 +251,18 @@ pub async fn reconcile_and_plan(
         }
         None => None,
     };
-    Ok((component, view, change))
-}
-
-/// Before a start: waits for the written version to be visible (see
-/// [`await_component_visible`]) while the parent image is read (see
-/// [`current_parent_image`]); the two are independent round trips.
-pub async fn visible_with_parent(
-    common: &Common,
-    view: &PipelineView,
-    written: Option<&ImageBuilderArn>,
-    written_manifest: &str,
-) -> Result<(Visibility, Option<String>), PrepullError> {
-    let visible = async {
-        match written {
-            Some(written) => await_component_visible(common, view, written, written_manifest).await,
-            None => Ok(Visibility::Written),
-        }
-    };
-    let (visibility, parent) = tokio::join!(visible, current_parent_image(common, view));
-    Ok((visibility?, parent?))
-}
-
-/// The `prepull:oldest-new-push` tag for a build of `manifest`: the oldest push among its
-/// images that the newest AVAILABLE build's manifest lacks (see
-/// [`prepull_core::metrics::oldest_new_push`]). build-finished measures the push-to-AMI latency
-/// from it when it publishes the AMI. Only a metric depends on it, so a failed read of the
-/// earlier manifest is logged and the build goes ahead without the tag.
-pub async fn latency_tag(
-    common: &Common,
-    manifest: &Manifest,
-    builds: &[BuildSummary],
-) -> Option<(String, String)> {
-    let previous = match newest_available(builds) {
-        None => None,
-        Some((_, build)) => match published_manifest(common, build).await {
-            Ok(Some(previous)) => Some(previous),
-            Ok(None) => {
-                tracing::warn!(image = %build.arn, "the last AVAILABLE image's manifest is not found; the build carries no push-to-AMI latency tag");
-                return None;
-            }
-            Err(error) => {
-                tracing::warn!(image = %build.arn, error = %error, "the last AVAILABLE image's manifest could not be read; the build carries no push-to-AMI latency tag");
-                return None;
-            }
-        },
-    };
-    prepull_core::metrics::oldest_new_push(manifest, previous.as_ref()).map(|at| {
-        (
-            OLDEST_NEW_PUSH_TAG.to_owned(),
-            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        )
+    Ok(Reconciled {
+        component,
+        view,
+        recipe_change,
     })
 }
 
-/// The manifest an image was built from: its component version's build with the image's
-/// manifest hash.
-async fn published_manifest(
-    common: &Common,
-    build: &BuildSummary,
-) -> Result<Option<Manifest>, PrepullError> {
-    let (Some(version), Some(hash)) = (&build.component_version, &build.manifest_hash) else {
-        return Ok(None);
-    };
-    let pipeline = &common.config.pipeline;
-    let version_arn = ImageBuilderArn::parse(&format!(
-        "arn:{}:imagebuilder:{}:{}:component/{}/{version}",
-        pipeline.partition(),
-        pipeline.region(),
-        pipeline.account(),
-        common.config.component_name.to_lowercase()
-    ))
-    .map_err(|e| PrepullError::Unexpected {
-        what: "the prepull:component-version tag",
-        detail: e.to_string(),
-    })?;
-    imagebuilder::manifest_of_version(common.clients.imagebuilder(), &version_arn, hash).await
-}
-
-/// What the recipe's wildcard resolves to, as far as a start is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Visibility {
-    /// The build this run wrote (or the recipe pins builds): a build may start.
-    Written,
-    /// A newer writer's build: that writer builds it; this run starts nothing.
-    Superseded(ImageBuilderArn),
-}
-
-/// How long a start waits for the recipe's wildcard to resolve to the version just written.
-/// With [`LISTING_WAIT`] it stays well inside image-pushed's 60-second timeout; past it the
-/// invocation fails and SQS delivers the batch again.
-const VISIBILITY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
-/// How often it looks meanwhile.
-const VISIBILITY_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Waits, before a build starts, until the recipe's wildcard reference to the cache component
-/// resolves to `written` (or later): Image Builder resolves `x.x.x` when the build starts, and
-/// is eventually consistent, so a build started right after CreateComponent could take the
-/// previous version and be labelled with a manifest it did not cache. A recipe that pins the
-/// build needs no wait.
-pub async fn await_component_visible(
-    common: &Common,
-    view: &PipelineView,
-    written: &ImageBuilderArn,
-    written_manifest: &str,
-) -> Result<Visibility, PrepullError> {
-    let arns: Vec<&str> = view
-        .recipe
-        .components()
-        .iter()
-        .map(aws_sdk_imagebuilder::types::ComponentConfiguration::component_arn)
-        .collect();
-    let reference =
-        match prepull_core::recipe::recipe_reference(&arns, &common.config.component_name) {
-            Some(prepull_core::recipe::RecipeReference::Wildcard) => arns
-                .iter()
-                .find(|arn| {
-                    ImageBuilderArn::parse(arn)
-                        .is_ok_and(|a| a.name() == common.config.component_name.to_lowercase())
-                })
-                .copied()
-                .unwrap_or_default(),
-            _ => return Ok(Visibility::Written),
-        };
-    let until = std::time::Instant::now() + VISIBILITY_WAIT;
-    loop {
-        let resolved =
-            imagebuilder::resolve_component(common.clients.imagebuilder(), reference).await?;
-        let seen = component::resolution(
-            resolved
-                .as_ref()
-                .map(|(arn, manifest)| (arn, manifest.as_str())),
-            (written, written_manifest),
-        );
-        match (seen, &resolved) {
-            (Resolution::Written, _) => return Ok(Visibility::Written),
-            // Another writer's build of this version or a later one, with another manifest:
-            // it took this version too (and merges this run's pushes into the next) or came
-            // after. That writer's invocation builds what it wrote; this one must not label it
-            // with its own manifest.
-            (Resolution::Newer, Some((newer, _))) => {
-                return Ok(Visibility::Superseded(newer.clone()));
-            }
-            _ => {}
-        }
-        let resolved = resolved.map_or_else(|| "nothing".to_owned(), |(r, _)| r.to_string());
-        if std::time::Instant::now() + VISIBILITY_POLL > until {
-            return Err(PrepullError::ComponentNotVisible {
-                reference: reference.to_owned(),
-                resolved,
-                written: written.to_string(),
-            });
-        }
-        tracing::info!(reference, resolved = %resolved, written = %written, "waiting for the new component version to become visible");
-        tokio::time::sleep(VISIBILITY_POLL).await;
-    }
-}
-
-/// How long a start waits for the builds numbered before it to appear in the listing.
-const LISTING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The pipeline's builds, read again after starting `ours`, once every build numbered before it
-/// is listed (see [`unlisted_predecessors`]), or after [`LISTING_WAIT`]: a build of the same
-/// recipe version by another pipeline never appears in this one's listing.
-async fn builds_started_before(
-    common: &Common,
-    ours: &ImageBuilderArn,
-) -> Result<Vec<BuildSummary>, PrepullError> {
-    let until = std::time::Instant::now() + LISTING_WAIT;
-    loop {
-        let listed = imagebuilder::list_builds(
-            common.clients.imagebuilder(),
-            common.config.pipeline.as_str(),
-        )
-        .await?;
-        let missing = unlisted_predecessors(ours, &listed);
-        if missing.is_empty() || std::time::Instant::now() + VISIBILITY_POLL > until {
-            return Ok(listed);
-        }
-        tracing::info!(image = %ours, missing = ?missing, "builds started just before this one are not listed yet");
-        tokio::time::sleep(VISIBILITY_POLL).await;
-    }
-}
-
-/// The recipe's parent image as it resolves now (see [`ssm::parent_image_value`]).
-pub async fn current_parent_image(
-    common: &Common,
-    view: &PipelineView,
-) -> Result<Option<String>, PrepullError> {
-    ssm::parent_image_value(common.clients.ssm(), view.recipe.parent_image()).await
-}
-
-/// Starts the pipeline with a token and tags from
-/// [`prepull_core::build::build_request`]. `listed` is the pipeline's builds as listed before
-/// the call: a returned ARN among them is an earlier request's build.
-pub async fn start_build(
-    common: &Common,
-    token: &str,
-    tags: &[(String, String)],
-    listed: &[BuildSummary],
-) -> Result<StartedBuild, PrepullError> {
-    let arn = imagebuilder::start_build(
-        common.clients.imagebuilder(),
-        common.config.pipeline.as_str(),
-        token,
-        tags,
-    )
-    .await?;
-    let mut started = started_build(arn, listed);
-    if let StartedBuild::New { arn } = &started {
-        let now = builds_started_before(common, arn).await?;
-        if let Some(first) = yields_to(arn, &now) {
-            imagebuilder::cancel_build(common.clients.imagebuilder(), arn).await?;
-            started = StartedBuild::Yielded {
-                cancelled: arn.clone(),
-                running: first.arn.clone(),
-            };
-        }
-    }
-    metrics::count(
-        match &started {
-            StartedBuild::New { .. } => Metric::BuildsStarted,
-            StartedBuild::Earlier { .. } => Metric::BuildsAlreadyAttempted,
-            StartedBuild::Yielded { .. } => Metric::BuildsQueued,
-        },
-        1,
-    );
-    match &started {
-        StartedBuild::New { arn } => tracing::info!(image = %arn, "pipeline build started"),
-        StartedBuild::Earlier { arn, status } => tracing::warn!(
-            image = %arn,
-            status = %status,
-            token,
-            "the same build request was made before and that build ended without an image; \
-             Image Builder started nothing new (a changed manifest, the next day's schedule or a \
-             forced run starts one)"
-        ),
-        StartedBuild::Yielded { cancelled, running } => tracing::warn!(
-            cancelled = %cancelled,
-            running = %running,
-            "another invocation started a build first; this one was cancelled and the change \
-             waits for that build's follow-up"
-        ),
-    }
-    Ok(started)
+/// What started a run, whether it may write, and its clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Run<'a> {
+    pub trigger: &'a str,
+    pub dry_run: bool,
+    /// When digests read from ECR were known to be current.
+    pub now: DateTime<Utc>,
 }

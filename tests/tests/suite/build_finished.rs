@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use prepull::build_finished::{FleetSettings, Outcome, Summary, handle};
-use prepull::core::build::FollowUp;
+use prepull::core::build::BuildOutcome;
 use prepull::core::launch_template::Misconfiguration;
 use prepull::core::parameter::ParameterAction;
 use prepull::core::refresh::RefreshResult;
@@ -271,7 +271,7 @@ async fn an_available_build_is_published_in_every_region_and_refreshes_every_gro
             Some("Refresh")
         );
     }
-    assert_eq!(summary.follow_up, Some(FollowUp::NotNeeded));
+    assert_eq!(summary.follow_up, Some(BuildOutcome::NotNeeded));
     let mut written: Vec<String> =
         f.s.bench
             .emulator
@@ -541,7 +541,7 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
             .unwrap();
     f.s.bench.emulator.clear_requests();
     let summary = run(&f, event.clone()).await;
-    let Some(FollowUp::Started(follow_up_arn)) = summary.follow_up.clone() else {
+    let Some(BuildOutcome::Started(follow_up_arn)) = summary.follow_up.clone() else {
         panic!("{:?}", summary.follow_up)
     };
     let starts =
@@ -559,7 +559,10 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
     let again = run(&f, event.clone()).await;
     assert_eq!(
         again.follow_up,
-        Some(FollowUp::Running(follow_up_arn.clone())),
+        Some(BuildOutcome::Queued {
+            running: follow_up_arn.clone(),
+            same_manifest: true
+        }),
         "a duplicate event starts no second follow-up"
     );
     assert!(
@@ -1394,7 +1397,7 @@ async fn a_follow_up_that_would_pin_a_digest_ecr_lost_is_withheld() {
         Outcome::Published,
         "the finished build is fine"
     );
-    let Some(FollowUp::Withheld(why)) = &summary.follow_up else {
+    let Some(BuildOutcome::Withheld(why)) = &summary.follow_up else {
         panic!("{:?}", summary.follow_up)
     };
     assert!(

@@ -15,7 +15,7 @@ mod rollback;
 use std::time::Instant;
 
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildStatus, FollowUp, newer_available};
+use prepull_core::build::{BuildOutcome, BuildStatus, newer_available};
 use prepull_core::events::imagebuilder::StateChange;
 use prepull_core::events::operator::{BuildFinishedRequest, read_build_finished_request};
 use prepull_core::launch_template::Misconfiguration;
@@ -86,7 +86,7 @@ pub struct Summary {
     pub refreshes: Vec<RefreshOutcome>,
     /// `started <arn>`, `running <arn>`, `not-needed`, `already-attempted <arn> (<status>)` when
     /// the same follow-up was requested before and failed, or absent when not checked.
-    pub follow_up: Option<FollowUp>,
+    pub follow_up: Option<BuildOutcome>,
     /// After a rollback: the regions the rolled-back build reached and the restored build did
     /// not. Their parameter keeps the rolled-back AMI (republish a build that reached them, or
     /// write them by hand).
