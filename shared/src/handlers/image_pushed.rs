@@ -3,7 +3,7 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
 use prepull_core::arn::ImageBuilderArn;
 use prepull_core::build::{BuildDecision, BuildOutcome, BuildStatus, decide_build};
-use prepull_core::events::ecr::{Push, Record, read_input, untie};
+use prepull_core::events::ecr::{InputRecord, Push, Record, read_input, untie};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -82,43 +82,8 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
     let config = &common.config;
     let records = read_input(&input, &config.images)
         .map_err(|e| PrepullError::InvalidInput(e.to_string()))?;
-    let mut pushes: Vec<Push> = Vec::new();
-    let mut deleted: Vec<ImageRef> = Vec::new();
-    let mut failures = SqsBatchResponse::default();
     let mut summary = Summary::default();
-    for input_record in records {
-        let message_id = input_record.message_id;
-        match input_record.record {
-            Record::Push(push) => pushes.push(push),
-            Record::Deleted(deletion) => {
-                tracing::info!(message_id = message_id.as_deref(), digest = %deletion.digest, images = ?deletion.images.iter().map(ToString::to_string).collect::<Vec<_>>(), "a deletion in a watched repository: ECR decides what stays");
-                for image in deletion.images {
-                    if !deleted.contains(&image) {
-                        deleted.push(image);
-                    }
-                }
-            }
-            Record::Ignored(reason) => {
-                tracing::info!(message_id = message_id.as_deref(), reason = %reason, "record ignored");
-                summary.ignored.push(RecordNote {
-                    message_id,
-                    reason: reason.to_string(),
-                });
-            }
-            Record::Rejected(reason) => {
-                tracing::error!(message_id = message_id.as_deref(), reason = %reason, "record rejected");
-                match &message_id {
-                    Some(id) => failures.add_failure(id.clone()),
-                    None => return Err(PrepullError::InvalidInput(reason.to_string())),
-                }
-                summary.rejected.push(RecordNote {
-                    message_id,
-                    reason: reason.to_string(),
-                });
-            }
-        }
-    }
-    summary.batch_item_failures = failures.batch_item_failures;
+    let (pushes, deleted) = summary.sort_records(records)?;
     metrics::count(
         Metric::PushesSeen,
         (pushes.len() + summary.ignored.len() + summary.rejected.len()) as u64,
@@ -215,6 +180,52 @@ pub async fn handle(common: &Common, input: Value) -> Result<Summary, PrepullErr
 }
 
 impl Summary {
+    /// Sorts the batch's records: the pushes and the deleted images to act on are returned;
+    /// the ignored and rejected ones are noted, the rejected in `batchItemFailures`. A
+    /// rejected record that is not from SQS (one event invoked directly) fails the invocation.
+    fn sort_records(
+        &mut self,
+        records: Vec<InputRecord>,
+    ) -> Result<(Vec<Push>, Vec<ImageRef>), PrepullError> {
+        let mut pushes: Vec<Push> = Vec::new();
+        let mut deleted: Vec<ImageRef> = Vec::new();
+        let mut failures = SqsBatchResponse::default();
+        for input_record in records {
+            let message_id = input_record.message_id;
+            match input_record.record {
+                Record::Push(push) => pushes.push(push),
+                Record::Deleted(deletion) => {
+                    tracing::info!(message_id = message_id.as_deref(), digest = %deletion.digest, images = ?deletion.images.iter().map(ToString::to_string).collect::<Vec<_>>(), "a deletion in a watched repository: ECR decides what stays");
+                    for image in deletion.images {
+                        if !deleted.contains(&image) {
+                            deleted.push(image);
+                        }
+                    }
+                }
+                Record::Ignored(reason) => {
+                    tracing::info!(message_id = message_id.as_deref(), reason = %reason, "record ignored");
+                    self.ignored.push(RecordNote {
+                        message_id,
+                        reason: reason.to_string(),
+                    });
+                }
+                Record::Rejected(reason) => {
+                    tracing::error!(message_id = message_id.as_deref(), reason = %reason, "record rejected");
+                    match &message_id {
+                        Some(id) => failures.add_failure(id.clone()),
+                        None => return Err(PrepullError::InvalidInput(reason.to_string())),
+                    }
+                    self.rejected.push(RecordNote {
+                        message_id,
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
+        self.batch_item_failures = failures.batch_item_failures;
+        Ok((pushes, deleted))
+    }
+
     /// Where the wanted build ended up, in this function's terms.
     fn record(&mut self, outcome: BuildOutcome) {
         self.outcome = match outcome {

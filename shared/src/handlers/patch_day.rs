@@ -5,8 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildOutcome, BuildRequest, BuildStatus, is_built, running_build};
-use prepull_core::events::operator::read_patch_day_request;
+use prepull_core::build::{
+    BuildOutcome, BuildRequest, BuildStatus, BuildSummary, is_built, running_build,
+};
+use prepull_core::events::operator::{PatchDayRequest, read_patch_day_request};
 use prepull_core::recipe::RecipeChange;
 use prepull_core::schedule::{self, BuildInputs, Condition, Facts};
 use serde::Serialize;
@@ -14,21 +16,24 @@ use serde_json::Value;
 
 pub use prepull_core::config::PatchDaySettings;
 
-use crate::aws::imagebuilder;
+use crate::aws::imagebuilder::{self, PipelineView};
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::reconcile::{NOTHING_TO_CACHE, Reconciled, Resolve, Run, reconcile_and_plan};
+use crate::handlers::reconcile::{
+    ComponentOutcome, NOTHING_TO_CACHE, Reconciled, Resolve, Run, reconcile_and_plan,
+};
 use crate::handlers::start::{Written, current_parent_image, latency_tag, start_planned};
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     BuildStarted,
     /// The same build was requested before and ended without an image; Image Builder
     /// returned that build and started nothing (see [`BuildOutcome::AlreadyAttempted`]).
     AlreadyAttempted,
+    #[default]
     UpToDate,
     BuildRunning,
     /// No watched image is in ECR: the cache would be empty, so nothing is built.
@@ -36,7 +41,7 @@ pub enum Outcome {
 }
 
 /// The plan a dry run returns and a real run carries out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Plan {
     pub component: Option<prepull_core::component::ComponentPlan>,
     pub recipe: Option<RecipeChange>,
@@ -44,7 +49,7 @@ pub struct Plan {
     pub build: Option<BuildRequest>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Summary {
     pub outcome: Outcome,
     pub dry_run: bool,
@@ -114,26 +119,22 @@ pub async fn handle(
         current_parent_image(common, &view),
     );
     let (builds, parent_now) = (builds?, parent_now?);
-    let manifest_changed = schedule::manifest_change(
-        component.planned.as_ref().map(|p| p.version.as_str()),
-        component.version.as_deref(),
-        is_built(&builds, &component.manifest_hash),
-    );
-    let conditions = schedule::evaluate(&Facts {
-        now,
+    let conditions = evaluate(
+        &request,
         settings,
-        builds: &builds,
-        manifest_changed: manifest_changed.as_deref(),
-        parent_reference: view.recipe.parent_image(),
-        parent_now: parent_now.as_deref(),
-        forced: request.forced.as_deref(),
-    });
+        now,
+        &component,
+        &view,
+        &builds,
+        parent_now.as_deref(),
+    );
     let reasons: Vec<&'static str> = conditions
         .iter()
         .filter(|c| c.holds)
         .map(|c| c.name)
         .collect();
-    let mut running = running_build(&builds).map(|b| b.arn.clone());
+    let running = running_build(&builds).map(|b| b.arn.clone());
+    let nothing_to_cache = component.manifest.is_empty();
     let due = schedule::plan_build(&BuildInputs {
         now,
         reasons: &reasons,
@@ -142,14 +143,13 @@ pub async fn handle(
         request_id,
         manifest_hash: &component.manifest_hash,
         component_version: component.version.as_deref().unwrap_or_default(),
+    })
+    .filter(|_| {
+        if nothing_to_cache {
+            tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
+        }
+        !nothing_to_cache
     });
-    let nothing_to_cache = component.manifest.is_empty();
-    let due = if nothing_to_cache && due.is_some() {
-        tracing::warn!("no watched image is in ECR: the cache would be empty; no build");
-        None
-    } else {
-        due
-    };
     // Made in full for a dry run too: its plan shows the request the real run sends.
     let build = match due {
         Some(due) => Some(due.request(
@@ -158,19 +158,29 @@ pub async fn handle(
         )),
         None => None,
     };
-    let mut outcome = match (&running, &build) {
-        (Some(_), _) => Outcome::BuildRunning,
-        (None, Some(_)) => Outcome::BuildStarted,
-        (None, None) if nothing_to_cache => Outcome::NothingToCache,
-        (None, None) => Outcome::UpToDate,
+    let mut summary = Summary {
+        outcome: match (&running, &build) {
+            (Some(_), _) => Outcome::BuildRunning,
+            (None, Some(_)) => Outcome::BuildStarted,
+            (None, None) if nothing_to_cache => Outcome::NothingToCache,
+            (None, None) => Outcome::UpToDate,
+        },
+        dry_run: request.dry_run,
+        reasons,
+        conditions,
+        component_version: component.version.clone(),
+        running_build: running,
+        images: component.images.clone(),
+        unresolved: component.unresolved.clone(),
+        removed: component.removed.clone(),
+        reason: nothing_to_cache.then(|| NOTHING_TO_CACHE.to_owned()),
+        ..Summary::default()
     };
-    if !request.dry_run && outcome == Outcome::BuildRunning && !reasons.is_empty() {
+    if !request.dry_run && summary.outcome == Outcome::BuildRunning && !summary.reasons.is_empty() {
         // A build is due while another runs: build-finished's follow-up takes the change
         // only if the manifest moved; the rest waits for the next run.
         metrics::count(Metric::BuildsQueued, 1);
     }
-    let mut image_build_version_arn = None;
-    let mut earlier_build_status = None;
     if !request.dry_run
         && let Some(build) = &build
     {
@@ -178,16 +188,61 @@ pub async fn handle(
             build,
             manifest_hash: &component.manifest_hash,
         });
-        match start_planned(common, &view, &builds, written, build).await? {
-            BuildOutcome::Started(arn) => image_build_version_arn = Some(arn),
+        let outcome = start_planned(common, &view, &builds, written, build).await?;
+        summary.record(outcome, component.build_arn.as_ref())?;
+    }
+    summary.plan = Plan {
+        component: component.planned.clone(),
+        recipe: recipe_change,
+        build,
+    };
+    tracing::info!(outcome = ?summary.outcome, reasons = ?summary.reasons, dry_run = request.dry_run, "patch-day run done");
+    Ok(summary)
+}
+
+/// Every condition for a build, from what the run read.
+fn evaluate(
+    request: &PatchDayRequest,
+    settings: PatchDaySettings,
+    now: DateTime<Utc>,
+    component: &ComponentOutcome,
+    view: &PipelineView,
+    builds: &[BuildSummary],
+    parent_now: Option<&str>,
+) -> Vec<Condition> {
+    let manifest_changed = schedule::manifest_change(
+        component.planned.as_ref().map(|p| p.version.as_str()),
+        component.version.as_deref(),
+        is_built(builds, &component.manifest_hash),
+    );
+    schedule::evaluate(&Facts {
+        now,
+        settings,
+        builds,
+        manifest_changed: manifest_changed.as_deref(),
+        parent_reference: view.recipe.parent_image(),
+        parent_now,
+        forced: request.forced.as_deref(),
+    })
+}
+
+impl Summary {
+    /// Where the started build ended up, in this function's terms.
+    fn record(
+        &mut self,
+        outcome: BuildOutcome,
+        written: Option<&ImageBuilderArn>,
+    ) -> Result<(), PrepullError> {
+        match outcome {
+            BuildOutcome::Started(arn) => self.image_build_version_arn = Some(arn),
             BuildOutcome::AlreadyAttempted { arn, status } => {
-                image_build_version_arn = Some(arn);
-                earlier_build_status = Some(status);
-                outcome = Outcome::AlreadyAttempted;
+                self.image_build_version_arn = Some(arn);
+                self.earlier_build_status = Some(status);
+                self.outcome = Outcome::AlreadyAttempted;
             }
-            BuildOutcome::Queued { running: first, .. } => {
-                running = Some(first);
-                outcome = Outcome::BuildRunning;
+            BuildOutcome::Queued { running, .. } => {
+                self.running_build = Some(running);
+                self.outcome = Outcome::BuildRunning;
             }
             // Rare for patch-day: a push wrote a newer version during this run. That push's
             // invocation builds it; this run fails and its retry reads again.
@@ -195,11 +250,7 @@ pub async fn handle(
                 return Err(PrepullError::ComponentNotVisible {
                     reference: "the recipe's cache component".to_owned(),
                     resolved: newer.to_string(),
-                    written: component
-                        .build_arn
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
+                    written: written.map(ToString::to_string).unwrap_or_default(),
                 });
             }
             other => {
@@ -209,25 +260,6 @@ pub async fn handle(
                 });
             }
         }
+        Ok(())
     }
-    tracing::info!(outcome = ?outcome, reasons = ?reasons, dry_run = request.dry_run, "patch-day run done");
-    Ok(Summary {
-        outcome,
-        dry_run: request.dry_run,
-        reasons,
-        conditions,
-        component_version: component.version.clone(),
-        image_build_version_arn,
-        earlier_build_status,
-        running_build: running,
-        images: component.images.clone(),
-        unresolved: component.unresolved.clone(),
-        removed: component.removed.clone(),
-        reason: nothing_to_cache.then(|| NOTHING_TO_CACHE.to_owned()),
-        plan: Plan {
-            component: component.planned.clone(),
-            recipe: recipe_change,
-            build,
-        },
-    })
 }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::component::{self, ComponentPlan};
+use prepull_core::component::{self, ComponentPlan, ComponentState, ManifestChange};
 use prepull_core::events::ecr::Push;
 use prepull_core::image::ImageRef;
 use prepull_core::manifest::Manifest;
@@ -69,11 +69,6 @@ pub async fn reconcile_component(
     resolve: Resolve,
     run: &Run<'_>,
 ) -> Result<ComponentOutcome, PrepullError> {
-    let Run {
-        trigger,
-        dry_run,
-        now,
-    } = *run;
     let config = &common.config;
     let client = common.clients.imagebuilder();
     // Everything ECR answers in this run, so a pass after a concurrent writer asks only for
@@ -91,103 +86,36 @@ pub async fn reconcile_component(
             .filter(|p| !tied.contains(&p.image))
             .cloned()
             .collect();
-        let pushes = pushes.as_slice();
-        let mut wanted = match &resolve {
+        let wanted = match &resolve {
             Resolve::All => config.images.clone(),
             Resolve::Missing(also) => {
-                let mut wanted = component::images_to_resolve(&state, &config.images, pushes);
-                for image in also.iter().chain(&tied) {
-                    if !wanted.contains(image) {
-                        wanted.push(image.clone());
-                    }
-                }
+                let mut wanted = component::images_to_resolve(&state, &config.images, &pushes);
+                add_new(&mut wanted, also.iter().chain(&tied).cloned());
                 wanted
             }
         };
-        // A build must not start with a digest ECR no longer has (its pull would fail on the
-        // build instance, and every later build's too): the pins this run neither reads by tag
-        // nor saw pushed are confirmed in the same call per repository, with their tags, so
-        // one that is gone is decided by its tag with no second read.
-        let to_confirm = component::pins_to_confirm(&state, &config.images, &wanted, pushes);
-        let tags: Vec<ImageRef> = wanted
-            .iter()
-            .cloned()
-            .chain(to_confirm.iter().map(|(image, _)| image.clone()))
-            .collect();
-        ecr::read_into(&common.clients, &mut ecr_state, &tags, &to_confirm).await?;
-        let lost: Vec<ImageRef> = to_confirm
-            .iter()
-            .filter(|(image, digest)| ecr_state.lacks_digest(image, digest))
-            .map(|(image, _)| image.clone())
-            .collect();
-        if !lost.is_empty() {
-            tracing::warn!(images = ?lost.iter().map(ToString::to_string).collect::<Vec<_>>(), "pinned digests ECR no longer has: their tags decide");
-        }
-        wanted.extend(
-            lost.into_iter()
-                .filter(|image| !wanted.contains(image))
-                .collect::<Vec<_>>(),
-        );
-        let (found, gone) = ecr_state.resolve(&wanted, now);
-        let change = component::desired_manifest(&state, &config.images, pushes, &found, &gone);
+        let (found, gone) =
+            read_ecr(common, &mut ecr_state, &state, wanted, &pushes, run.now).await?;
+        let change = component::desired_manifest(&state, &config.images, &pushes, &found, &gone);
         let planned = component::plan_component(
             &state,
             &change,
             config.runtime,
             &config.component_name,
-            trigger,
+            run.trigger,
         )?;
-        // Missing images the cache held are `removed`; the rest it never had.
-        let unresolved = gone
-            .iter()
-            .filter(|image| state.merged_manifest.digest_of(image).is_none())
-            .map(ToString::to_string)
-            .collect::<Vec<_>>();
-        let outcome = |version: Option<String>,
-                       build_arn: Option<ImageBuilderArn>,
-                       planned: Option<ComponentPlan>,
-                       created: bool| ComponentOutcome {
-            version,
-            build_arn,
-            planned,
-            created,
-            manifest_hash: change.desired.hash(),
-            manifest: change.desired.clone(),
-            images: change
-                .desired
-                .images()
-                .map(|p| format!("{}@{}", p.image, p.digest))
-                .collect(),
-            applied: change.applied.clone(),
-            unresolved,
-            removed: change.removed.clone(),
-        };
+        let outcome = ComponentOutcome::of(&state, &change, &gone);
         let Some(component) = planned else {
-            return Ok(outcome(
-                state.latest_version.as_ref().map(ToString::to_string),
-                state.latest_build_arn.clone(),
-                None,
-                false,
-            ));
+            return Ok(outcome);
         };
-        if dry_run {
-            return Ok(outcome(
-                Some(component.version.clone()),
-                None,
-                Some(component),
-                false,
-            ));
+        if run.dry_run {
+            return Ok(outcome.planned(component, None));
         }
         match imagebuilder::create_component(client, &config.component_name, &component).await? {
             ComponentWrite::Created(arn) if component::written_first(&arn) => {
                 tracing::info!(version = %component.version, arn = %arn, "cache component version created");
                 metrics::count(Metric::ComponentVersionsWritten, 1);
-                return Ok(outcome(
-                    Some(component.version.clone()),
-                    Some(arn),
-                    Some(component),
-                    true,
-                ));
+                return Ok(outcome.planned(component, Some(arn)));
             }
             // Another writer made this version first: ours became a later build of it, or
             // Image Builder refused it. The next pass merges every build of the version,
@@ -208,6 +136,85 @@ pub async fn reconcile_component(
         // The other writer's version may not be visible to the reads yet (Image Builder is
         // eventually consistent): give it a moment before merging it.
         tokio::time::sleep(std::time::Duration::from_millis(250 * u64::from(attempt))).await;
+    }
+}
+
+/// Reads from ECR, into `ecr_state`, the `wanted` tags and every pin the run keeps without a
+/// push or a tag read, and returns the digests found for the tags that decide and the images
+/// ECR lacks. A build must not start with a digest ECR no longer has (its pull would fail on
+/// the build instance, and every later build's too): those pins are confirmed in the same call
+/// per repository, with their tags, so one that is gone is decided by its tag with no second
+/// read.
+async fn read_ecr(
+    common: &Common,
+    ecr_state: &mut EcrState,
+    state: &ComponentState,
+    mut wanted: Vec<ImageRef>,
+    pushes: &[Push],
+    now: DateTime<Utc>,
+) -> Result<(Manifest, Vec<ImageRef>), PrepullError> {
+    let to_confirm = component::pins_to_confirm(state, &common.config.images, &wanted, pushes);
+    let tags: Vec<ImageRef> = wanted
+        .iter()
+        .cloned()
+        .chain(to_confirm.iter().map(|(image, _)| image.clone()))
+        .collect();
+    ecr::read_into(&common.clients, ecr_state, &tags, &to_confirm).await?;
+    let lost: Vec<ImageRef> = to_confirm
+        .iter()
+        .filter(|(image, digest)| ecr_state.lacks_digest(image, digest))
+        .map(|(image, _)| image.clone())
+        .collect();
+    if !lost.is_empty() {
+        tracing::warn!(images = ?lost.iter().map(ToString::to_string).collect::<Vec<_>>(), "pinned digests ECR no longer has: their tags decide");
+    }
+    add_new(&mut wanted, lost);
+    Ok(ecr_state.resolve(&wanted, now))
+}
+
+fn add_new(images: &mut Vec<ImageRef>, more: impl IntoIterator<Item = ImageRef>) {
+    for image in more {
+        if !images.contains(&image) {
+            images.push(image);
+        }
+    }
+}
+
+impl ComponentOutcome {
+    /// The outcome when no version is written: the latest, unchanged.
+    fn of(state: &ComponentState, change: &ManifestChange, gone: &[ImageRef]) -> Self {
+        Self {
+            version: state.latest_version.as_ref().map(ToString::to_string),
+            build_arn: state.latest_build_arn.clone(),
+            planned: None,
+            created: false,
+            manifest_hash: change.desired.hash(),
+            manifest: change.desired.clone(),
+            images: change
+                .desired
+                .images()
+                .map(|p| format!("{}@{}", p.image, p.digest))
+                .collect(),
+            applied: change.applied.clone(),
+            // Missing images the cache held are `removed`; the rest it never had.
+            unresolved: gone
+                .iter()
+                .filter(|image| state.merged_manifest.digest_of(image).is_none())
+                .map(ToString::to_string)
+                .collect(),
+            removed: change.removed.clone(),
+        }
+    }
+
+    /// The outcome with `plan`'s version: created as `written`, or only planned (a dry run).
+    fn planned(self, plan: ComponentPlan, written: Option<ImageBuilderArn>) -> Self {
+        Self {
+            version: Some(plan.version.clone()),
+            created: written.is_some(),
+            build_arn: written,
+            planned: Some(plan),
+            ..self
+        }
     }
 }
 
