@@ -586,6 +586,68 @@ async fn a_manifest_that_moved_during_the_build_gets_exactly_one_follow_up() {
 }
 
 #[tokio::test]
+async fn a_failed_publish_still_checks_the_follow_up_and_the_retry_finishes_both() {
+    let f = fleet("replace").await;
+    let first = build(&f, "web 2").await;
+    // A push while it builds: the follow-up is due when it ends.
+    build(&f, "web 3").await;
+    let event =
+        f.s.bench
+            .emulator
+            .finish_image(&first, "AVAILABLE", None)
+            .unwrap();
+    // Every region's write fails past the SDK's retries.
+    f.s.bench.emulator.inject(Fault {
+        service: Some(Service::Ssm),
+        ..Fault::new("PutParameter", FaultKind::ServerError, 100)
+    });
+    f.s.bench.emulator.clear_requests();
+    let error = handle(
+        &f.s.common,
+        &f.settings,
+        event.clone(),
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await
+    .expect_err("the publish fails");
+    // The publish's error is the one reported, so Lambda retries; the follow-up, which runs
+    // beside the publish, started its build all the same, and no group was refreshed.
+    assert!(error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("PutParameter"), "{error}");
+    let starts =
+        f.s.bench
+            .emulator
+            .requests_of("StartImagePipelineExecution");
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].params["tags"]["prepull:trigger"], "follow-up");
+    assert!(
+        f.s.bench
+            .emulator
+            .requests_of("StartInstanceRefresh")
+            .is_empty()
+    );
+
+    // Lambda's retry publishes and refreshes, and finds the follow-up already running.
+    f.s.bench.emulator.clear_faults();
+    f.s.bench.emulator.clear_requests();
+    let retried = run(&f, event).await;
+    assert_eq!(retried.outcome, Outcome::Published);
+    assert_eq!(refresh_outcomes(&retried), ["started", "started"]);
+    assert!(
+        matches!(retried.follow_up, Some(FollowUp::Running(_))),
+        "{:?}",
+        retried.follow_up
+    );
+    assert!(
+        f.s.bench
+            .emulator
+            .requests_of("StartImagePipelineExecution")
+            .is_empty(),
+        "one follow-up build, not two"
+    );
+}
+
+#[tokio::test]
 async fn rollback_publishes_the_previous_ami_and_refreshes() {
     let f = fleet("replace").await;
     let error = handle(

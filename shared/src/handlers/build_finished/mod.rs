@@ -2,10 +2,12 @@
 //! region), the fleet is refreshed, and a change that arrived mid-build gets its follow-up
 //! build. Operators use the same path to roll back or republish.
 //!
-//! - [`publish`]: the parameter in each region, then every group's refresh;
+//! - [`publish`]: the parameter in each region, then every group's refresh (regions and groups
+//!   side by side where their order does not matter);
 //! - [`refresh`]: one group's refresh, and a running one replaced or left;
 //! - [`rollback`]: back to the previous AMI, from the parameter's history;
-//! - [`follow_up`]: one more build when the component moved on during this one.
+//! - [`follow_up`]: one more build when the component moved on during this one, checked beside
+//!   the publish.
 
 mod follow_up;
 mod publish;
@@ -275,7 +277,25 @@ async fn state_change(
         summary.reason = Some(format!("status {status} is not terminal"));
         return Ok(summary);
     }
-    let image = get_image(common.clients.imagebuilder(), &image_arn).await?;
+    // "Is a newer build out" reads the pipeline's builds, not the image: for an AVAILABLE
+    // build both are asked at once. For another pipeline's image the list is one read spent
+    // for nothing, and its answer (an error included) is dropped unread.
+    let (image, builds) = if status == BuildStatus::Available {
+        let (image, builds) = tokio::join!(
+            get_image(common.clients.imagebuilder(), &image_arn),
+            list_builds(
+                common.clients.imagebuilder(),
+                common.config.pipeline.as_str()
+            ),
+        );
+        (image, Some(builds))
+    } else {
+        (
+            get_image(common.clients.imagebuilder(), &image_arn).await,
+            None,
+        )
+    };
+    let image = image?;
     if !built_here(common, &image) {
         tracing::info!(image = %image_arn, pipeline = image.pipeline.as_deref(), "an image of another pipeline; ignored");
         let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
@@ -289,47 +309,67 @@ async fn state_change(
     if let Some(metric) = prepull_core::metrics::for_finished_build(status) {
         crate::metrics::count(metric, 1);
     }
-    let newer = if status == BuildStatus::Available {
-        let builds = list_builds(
-            common.clients.imagebuilder(),
-            common.config.pipeline.as_str(),
-        )
-        .await?;
-        newer_available(&image_arn, &builds).map(|b| b.arn.clone())
-    } else {
-        None
-    };
-    let mut summary = if let Some(newer) = newer {
-        tracing::warn!(image = %image_arn, newer = %newer, "a newer build is AVAILABLE; this late event publishes nothing");
-        let mut summary = Summary::new(Outcome::Superseded, false, Some(image_arn));
-        summary.reason = Some(format!("{newer} is newer and AVAILABLE"));
-        summary
-    } else if status == BuildStatus::Available {
-        let amis = own_amis(&image.amis, common.config.pipeline.account());
-        require_amis(&image_arn, &amis)?;
-        let label = build_label(image_arn.as_str());
-        let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
-        let publish = Publish {
-            label: Some(&label),
-            supersede: Supersede::Skip,
-            other_regions: OtherRegions::FailTheRun,
-            dry_run: false,
-            deadline,
-            latency_from: image.oldest_new_push,
-            ami_root_gib: image.root_volume_gib,
+    let outcome = async {
+        let newer = match builds {
+            Some(builds) => newer_available(&image_arn, &builds?).map(|b| b.arn.clone()),
+            None => None,
         };
-        publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
-        summary.outcome = published_outcome(&summary.parameters);
-        summary
-    } else {
-        let why = reason
-            .or(image.reason)
-            .unwrap_or_else(|| "no reason given".to_owned());
-        tracing::error!(image = %image_arn, status = %status, reason = %why, "the build did not produce an image; nothing published");
-        let mut summary = Summary::new(Outcome::BuildFailed, false, Some(image_arn));
-        summary.reason = Some(format!("{status}: {why}"));
-        summary
+        if let Some(newer) = newer {
+            tracing::warn!(image = %image_arn, newer = %newer, "a newer build is AVAILABLE; this late event publishes nothing");
+            let mut summary = Summary::new(Outcome::Superseded, false, Some(image_arn));
+            summary.reason = Some(format!("{newer} is newer and AVAILABLE"));
+            Ok(summary)
+        } else if status == BuildStatus::Available {
+            let amis = own_amis(&image.amis, common.config.pipeline.account());
+            require_amis(&image_arn, &amis)?;
+            let label = build_label(image_arn.as_str());
+            let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
+            let publish = Publish {
+                label: Some(&label),
+                supersede: Supersede::Skip,
+                other_regions: OtherRegions::FailTheRun,
+                dry_run: false,
+                deadline,
+                latency_from: image.oldest_new_push,
+                ami_root_gib: image.root_volume_gib,
+            };
+            publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
+            summary.outcome = published_outcome(&summary.parameters);
+            Ok(summary)
+        } else {
+            let why = reason
+                .or_else(|| image.reason.clone())
+                .unwrap_or_else(|| "no reason given".to_owned());
+            tracing::error!(image = %image_arn, status = %status, reason = %why, "the build did not produce an image; nothing published");
+            let mut summary = Summary::new(Outcome::BuildFailed, false, Some(image_arn));
+            summary.reason = Some(format!("{status}: {why}"));
+            Ok(summary)
+        }
     };
-    summary.follow_up = Some(follow_up::follow_up(common, image.manifest_hash.as_deref()).await?);
+    // The follow-up reads the cache component and the pipeline's builds and may start the
+    // next build. It touches neither the parameter published here (the parent image it may
+    // read is the recipe's, which that parameter was first filled from) nor a group, so it
+    // runs beside the publish and the refreshes. Both run to the end. A failure of either still fails
+    // the invocation, so Lambda retries it: the retry's publish and refreshes find what is
+    // done (each region decides from what it holds, each group from its refreshes), and its
+    // follow-up finds the build this one started (running, or the same build again through
+    // its idempotent client token). When both fail, the publish's error is the one returned.
+    let (outcome, follow_up) = tokio::join!(
+        outcome,
+        follow_up::follow_up(common, image.manifest_hash.as_deref())
+    );
+    let summary = match (outcome, follow_up) {
+        (Ok(mut summary), Ok(follow_up)) => {
+            summary.follow_up = Some(follow_up);
+            summary
+        }
+        (Err(error), follow_up) => {
+            if let Err(follow_up_error) = follow_up {
+                tracing::error!(error = %follow_up_error, "the follow-up failed too; the retry checks it again");
+            }
+            return Err(error);
+        }
+        (Ok(_), Err(error)) => return Err(error),
+    };
     finish(summary)
 }

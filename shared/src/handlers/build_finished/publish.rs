@@ -1,9 +1,11 @@
 //! Publishing: each region's AMI to the parameter, labelled with the build (or rollback) that
-//! put it there, then every configured group refreshed.
+//! put it there, then every configured group refreshed. Regions, and then groups, go side by
+//! side where their order does not matter ([`publish_regions`], [`publish_and_refresh`]).
 
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use prepull_core::config::FleetSettings;
 use prepull_core::launch_template::Expected;
 use prepull_core::parameter::{
@@ -16,7 +18,7 @@ use super::{ParameterUpdate, Summary};
 use crate::aws::{autoscaling, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::launch_template::{LaunchCheck, problems_by_group};
+use crate::handlers::launch_template::{LaunchCheck, read_templates};
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
@@ -149,8 +151,57 @@ async fn publish_in_region(
     Ok((update, published_at))
 }
 
+/// One region's publish, as [`publish_in_region`] returns it.
+type RegionResult = Result<(ParameterUpdate, Option<DateTime<Utc>>), PrepullError>;
+
+/// Every region's publish, in `amis`' order. Each region's own calls stay one after another
+/// (read, write, wait for the validation, label); the regions go side by side where that keeps
+/// what their order meant:
+///
+/// - [`OtherRegions::FailTheRun`] (a build's publish, a republish): all at once. Each region
+///   writes only its own parameter, and nothing one region decides comes from another (the
+///   home region's `published_at` feeds only the refreshes, which start after every region).
+///   Any failure still fails the run before a refresh, and the retry redoes only the regions
+///   still missing, each deciding from what its parameter holds. The order in sequence was
+///   GetImage's distribution order, which this code never chose: any mix of written and
+///   unwritten regions a failure leaves side by side, a failure or a lost process could leave
+///   in sequence too, under some distribution order.
+/// - [`OtherRegions::RecordFailures`] (a rollback): every other region at once, then the home
+///   region, alone. The home region goes last on purpose
+///   ([`prepull_core::parameter::home_last`]): a retry sees the rollback in the home region's
+///   history only once every other region's write has ended (written, or failed and
+///   recorded), so a rollback stopped half way is finished, not started again.
+async fn publish_regions(
+    common: &Common,
+    settings: &FleetSettings,
+    amis: &[RegionalAmi],
+    publish: &Publish<'_>,
+) -> Vec<RegionResult> {
+    let one = |target| publish_in_region(common, settings, target, publish);
+    match publish.other_regions {
+        OtherRegions::FailTheRun => join_all(amis.iter().map(one)).await,
+        OtherRegions::RecordFailures => {
+            let home = common.config.pipeline.region();
+            let mut others = join_all(amis.iter().filter(|a| a.region != home).map(one))
+                .await
+                .into_iter();
+            let mut results = Vec::with_capacity(amis.len());
+            for target in amis {
+                if target.region == home {
+                    results.push(one(target).await);
+                } else if let Some(result) = others.next() {
+                    results.push(result);
+                }
+            }
+            results
+        }
+    }
+}
+
 /// Writes each region's AMI to the parameter (skipping a region that already holds it), then
-/// refreshes every configured group, unless every region found this build superseded.
+/// refreshes every configured group, unless every region found this build superseded. The
+/// groups' launch templates are read while the regions are written; the groups are refreshed
+/// side by side once every region is done.
 pub(super) async fn publish_and_refresh(
     common: &Common,
     settings: &FleetSettings,
@@ -159,9 +210,35 @@ pub(super) async fn publish_and_refresh(
     summary: &mut Summary,
 ) -> Result<(), PrepullError> {
     let home = common.config.pipeline.region();
+    // Which launch template each group uses, and what that template says, depends on nothing
+    // the publish writes, so it is read beside it. Only a template pinned to a label reads
+    // the parameter, in `problems` below, once the label is on the AMI's version. The
+    // refreshes' own reads stay after the publish: a refresh is judged by when it started
+    // against when the parameter took the AMI (a twin invocation's refresh, started after
+    // this publish, must be seen). On the rare paths that end before a refresh (a failed
+    // publish, every region superseded) these reads are spent for nothing.
+    let launch_reads = async {
+        if settings.asg_names.is_empty() {
+            return None;
+        }
+        Some(
+            match autoscaling::launches(common.clients.autoscaling(), &settings.asg_names).await {
+                Ok(launches) => Ok(read_templates(common, &launches).await),
+                Err(error) => Err(error),
+            },
+        )
+    };
+    let (results, templates) = tokio::join!(
+        publish_regions(common, settings, amis, publish),
+        launch_reads
+    );
     let mut published_at = None;
-    for target in amis {
-        match publish_in_region(common, settings, target, publish).await {
+    let mut first_error = None;
+    // Every region's result is taken in, the home region's latency metric included, before a
+    // failure is returned: the regions ran side by side, so one listed after a failed one may
+    // have been written, and its retry finds it already current and measures nothing.
+    for (target, result) in amis.iter().zip(results) {
+        match result {
             Ok((update, at)) => {
                 if target.region == home {
                     published_at = at;
@@ -193,8 +270,15 @@ pub(super) async fn publish_and_refresh(
                     note: None,
                 });
             }
-            Err(error) => return Err(error),
+            Err(error) => {
+                tracing::error!(region = %target.region, error = %error, "the parameter in this region was not written; the invocation fails");
+                // The first in `amis`' order is returned; any other is in the log.
+                first_error.get_or_insert(error);
+            }
         }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
     }
     if summary
         .parameters
@@ -203,9 +287,19 @@ pub(super) async fn publish_and_refresh(
     {
         return Ok(());
     }
-    if settings.asg_names.is_empty() {
-        return Ok(());
-    }
+    let templates = match templates {
+        None => return Ok(()),
+        Some(Ok(templates)) => templates,
+        Some(Err(error)) => {
+            // Every group fails alike; a retryable cause makes Lambda retry the invocation.
+            for group in &settings.asg_names {
+                let outcome = failed(group, &error);
+                metrics::count(Metric::RefreshesFailed, 1);
+                summary.refreshes.push(outcome);
+            }
+            return Ok(());
+        }
+    };
     let check = LaunchCheck {
         expected: Expected {
             parameter: &settings.parameter,
@@ -216,21 +310,12 @@ pub(super) async fn publish_and_refresh(
             .find(|a| a.region == home)
             .map(|a| a.ami.as_str()),
     };
-    let launches =
-        match autoscaling::launches(common.clients.autoscaling(), &settings.asg_names).await {
-            Ok(launches) => launches,
-            Err(error) => {
-                // Every group fails alike; a retryable cause makes Lambda retry the invocation.
-                for group in &settings.asg_names {
-                    let outcome = failed(group, &error);
-                    metrics::count(Metric::RefreshesFailed, 1);
-                    summary.refreshes.push(outcome);
-                }
-                return Ok(());
-            }
-        };
-    for (group, launch) in problems_by_group(common, settings, &launches, check).await {
-        let outcome = refresh_group(
+    // Each group's refresh (is one running, cancel it, start one) touches only that group, so
+    // the groups go side by side; `join_all` keeps the configured order in the summary, and
+    // each group's outcome is counted once, here.
+    let groups = templates.problems(common, settings, check).await;
+    let outcomes = join_all(groups.into_iter().map(|(group, launch)| async move {
+        refresh_group(
             common,
             settings,
             &group,
@@ -239,7 +324,10 @@ pub(super) async fn publish_and_refresh(
             publish.dry_run,
             publish.deadline,
         )
-        .await;
+        .await
+    }))
+    .await;
+    for outcome in outcomes {
         if let Some(metric) = prepull_core::metrics::for_refresh(outcome.outcome) {
             metrics::count(metric, 1);
         }
