@@ -634,7 +634,7 @@ async fn a_failed_publish_still_checks_the_follow_up_and_the_retry_finishes_both
     assert_eq!(retried.outcome, Outcome::Published);
     assert_eq!(refresh_outcomes(&retried), ["started", "started"]);
     assert!(
-        matches!(retried.follow_up, Some(FollowUp::Running(_))),
+        matches!(retried.follow_up, Some(BuildOutcome::Queued { .. })),
         "{:?}",
         retried.follow_up
     );
