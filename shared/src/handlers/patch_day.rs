@@ -83,42 +83,13 @@ pub async fn handle(
     now: DateTime<Utc>,
 ) -> Result<Summary, PrepullError> {
     let request = read_patch_day_request(&input)?;
-    let trigger = match &request.forced {
-        Some(reason) => format!("forced: {reason}"),
-        None => "scheduled reconcile".to_owned(),
-    };
-    let run = Run {
-        trigger: &trigger,
-        dry_run: request.dry_run,
-        now,
-    };
-    let Reconciled {
+    let Found {
         component,
         view,
         recipe_change,
-    } = reconcile_and_plan(common, &[], Resolve::All, &run).await?;
-    if !request.dry_run
-        && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
-    {
-        let recipe_arn = imagebuilder::apply_recipe_change(
-            common.clients.imagebuilder(),
-            &view,
-            change,
-            build_arn,
-            &component.manifest_hash,
-        )
-        .await?;
-        tracing::info!(recipe = %recipe_arn, "recipe follows the new component version");
-    }
-    // After the recipe change: the two reads are independent round trips.
-    let (builds, parent_now) = tokio::join!(
-        imagebuilder::list_builds(
-            common.clients.imagebuilder(),
-            common.config.pipeline.as_str(),
-        ),
-        current_parent_image(common, &view),
-    );
-    let (builds, parent_now) = (builds?, parent_now?);
+        builds,
+        parent_now,
+    } = reconcile(common, &request, now).await?;
     let conditions = evaluate(
         &request,
         settings,
@@ -198,6 +169,67 @@ pub async fn handle(
     };
     tracing::info!(outcome = ?summary.outcome, reasons = ?summary.reasons, dry_run = request.dry_run, "patch-day run done");
     Ok(summary)
+}
+
+/// What a run reconciled and read before it decides.
+struct Found {
+    component: ComponentOutcome,
+    view: PipelineView,
+    recipe_change: Option<RecipeChange>,
+    builds: Vec<BuildSummary>,
+    parent_now: Option<String>,
+}
+
+/// Reconciles the component with ECR (writing the new version and the recipe change unless it
+/// is a dry run), then reads the pipeline's builds and the parent image.
+async fn reconcile(
+    common: &Common,
+    request: &PatchDayRequest,
+    now: DateTime<Utc>,
+) -> Result<Found, PrepullError> {
+    let trigger = match &request.forced {
+        Some(reason) => format!("forced: {reason}"),
+        None => "scheduled reconcile".to_owned(),
+    };
+    let run = Run {
+        trigger: &trigger,
+        dry_run: request.dry_run,
+        now,
+    };
+    let Reconciled {
+        component,
+        view,
+        recipe_change,
+    } = reconcile_and_plan(common, &[], Resolve::All, &run).await?;
+    if !request.dry_run
+        && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
+    {
+        let recipe_arn = imagebuilder::apply_recipe_change(
+            common.clients.imagebuilder(),
+            &view,
+            change,
+            build_arn,
+            &component.manifest_hash,
+        )
+        .await?;
+        tracing::info!(recipe = %recipe_arn, "recipe follows the new component version");
+    }
+    // After the recipe change: the two reads are independent round trips.
+    let (builds, parent_now) = tokio::join!(
+        imagebuilder::list_builds(
+            common.clients.imagebuilder(),
+            common.config.pipeline.as_str(),
+        ),
+        current_parent_image(common, &view),
+    );
+    let (builds, parent_now) = (builds?, parent_now?);
+    Ok(Found {
+        component,
+        view,
+        recipe_change,
+        builds,
+        parent_now,
+    })
 }
 
 /// Every condition for a build, from what the run read.

@@ -129,33 +129,11 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
     let config = &common.config;
     let client = common.clients.imagebuilder();
     let pipeline = config.pipeline.as_str();
-    let refreshes = async {
-        let mut refreshes = Vec::new();
-        for group in &settings.asg_names {
-            let read = autoscaling::recent_refreshes(common.clients.autoscaling(), group).await;
-            refreshes.push(InGroup {
-                group: group.clone(),
-                fact: Fact::read(
-                    format!("autoscaling:DescribeInstanceRefreshes {group}"),
-                    read.map(|r| {
-                        r.into_iter().next().map(|r| RefreshState {
-                            age_seconds: age_seconds(now, r.started),
-                            id: r.id,
-                            status: r.status,
-                            percentage_complete: r.percentage_complete,
-                            started: r.started,
-                        })
-                    }),
-                ),
-            });
-        }
-        refreshes
-    };
     let (state, builds, digests, refreshes) = tokio::join!(
         imagebuilder::read_component_state(client, &config.component_name),
         imagebuilder::list_builds(client, pipeline),
         ecr::current_digests(&common.clients, &config.images),
-        refreshes,
+        read_refreshes(common, settings, now),
     );
     let component_source = format!(
         "imagebuilder:ListComponents, ListComponentBuildVersions and GetComponent {}",
@@ -199,39 +177,7 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
         }),
     );
 
-    let last = builds
-        .as_ref()
-        .ok()
-        .and_then(|b| newest_available(b).map(|(_, b)| b.clone()));
-    let mut ami_root_gib = None;
-    let (last_image, regions) = match (&builds, last) {
-        (Err(error), _) => (Fact::unknown(builds_source, error), Vec::new()),
-        (Ok(_), None) => (Fact::known(builds_source, None), Vec::new()),
-        (Ok(_), Some(last)) => {
-            let source = format!("{builds_source} and imagebuilder:GetImage {}", last.arn);
-            match imagebuilder::get_image(client, &last.arn).await {
-                Ok(image) => {
-                    ami_root_gib = image.root_volume_gib;
-                    let amis = own_amis(&image.amis, config.pipeline.account());
-                    let regions = amis.iter().map(|a| a.region.clone()).collect();
-                    let image = LastImage {
-                        arn: last.arn.clone(),
-                        created: last.date_created,
-                        amis: amis
-                            .into_iter()
-                            .map(|a| RegionalAmiStatus {
-                                region: a.region,
-                                ami: a.ami,
-                                in_parameter: None,
-                            })
-                            .collect(),
-                    };
-                    (Fact::known(source, Some(image)), regions)
-                }
-                Err(error) => (Fact::unknown(source, error), Vec::new()),
-            }
-        }
-    };
+    let (last_image, regions, ami_root_gib) = read_last_image(common, &builds, builds_source).await;
     let parameters = read_parameters(common, settings, regions).await;
     let home_value = parameters
         .iter()
@@ -260,6 +206,75 @@ pub async fn report(common: &Common, settings: &FleetSettings, now: DateTime<Utc
     mark_published(&mut report);
     tracing::info!("status reported");
     report
+}
+
+/// Each configured group's most recent instance refresh.
+async fn read_refreshes(
+    common: &Common,
+    settings: &FleetSettings,
+    now: DateTime<Utc>,
+) -> Vec<InGroup<Option<RefreshState>>> {
+    let mut refreshes = Vec::new();
+    for group in &settings.asg_names {
+        let read = autoscaling::recent_refreshes(common.clients.autoscaling(), group).await;
+        refreshes.push(InGroup {
+            group: group.clone(),
+            fact: Fact::read(
+                format!("autoscaling:DescribeInstanceRefreshes {group}"),
+                read.map(|r| {
+                    r.into_iter().next().map(|r| RefreshState {
+                        age_seconds: age_seconds(now, r.started),
+                        id: r.id,
+                        status: r.status,
+                        percentage_complete: r.percentage_complete,
+                        started: r.started,
+                    })
+                }),
+            ),
+        });
+    }
+    refreshes
+}
+
+/// The newest AVAILABLE image, its AMI in each region, the regions, and its root volume's size.
+async fn read_last_image(
+    common: &Common,
+    builds: &Result<Vec<BuildSummary>, PrepullError>,
+    builds_source: String,
+) -> (Fact<Option<LastImage>>, Vec<String>, Option<i32>) {
+    let client = common.clients.imagebuilder();
+    let last = builds
+        .as_ref()
+        .ok()
+        .and_then(|b| newest_available(b).map(|(_, b)| b.clone()));
+    match (builds, last) {
+        (Err(error), _) => (Fact::unknown(builds_source, error), Vec::new(), None),
+        (Ok(_), None) => (Fact::known(builds_source, None), Vec::new(), None),
+        (Ok(_), Some(last)) => {
+            let source = format!("{builds_source} and imagebuilder:GetImage {}", last.arn);
+            match imagebuilder::get_image(client, &last.arn).await {
+                Ok(image) => {
+                    let root_gib = image.root_volume_gib;
+                    let amis = own_amis(&image.amis, common.config.pipeline.account());
+                    let regions = amis.iter().map(|a| a.region.clone()).collect();
+                    let image = LastImage {
+                        arn: last.arn.clone(),
+                        created: last.date_created,
+                        amis: amis
+                            .into_iter()
+                            .map(|a| RegionalAmiStatus {
+                                region: a.region,
+                                ami: a.ami,
+                                in_parameter: None,
+                            })
+                            .collect(),
+                    };
+                    (Fact::known(source, Some(image)), regions, root_gib)
+                }
+                Err(error) => (Fact::unknown(source, error), Vec::new(), None),
+            }
+        }
+    }
 }
 
 fn watched_images(

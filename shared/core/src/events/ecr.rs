@@ -195,19 +195,7 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
         })?;
     expect(&envelope.source, "source", "aws.ecr")?;
     expect(&envelope.detail_type, "detail-type", "ECR Image Action")?;
-    let event_id = required(envelope.id.as_deref(), "id")?.to_owned();
-    if event_id.is_empty()
-        || event_id.len() > 128
-        || !event_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-    {
-        return Err(Rejected::Unexpected {
-            field: "id",
-            value: quote(&event_id),
-            expected: "an event id (letters, digits, -)",
-        });
-    }
+    let event_id = event_id(envelope.id.as_deref())?;
     let time = envelope.time.ok_or(Rejected::Missing { field: "time" })?;
     let account = required(envelope.account.as_deref(), "account")?;
     let region = required(envelope.region.as_deref(), "region")?;
@@ -230,20 +218,7 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
                 source,
             }
         })?;
-    // A multi-platform manifest list is pushed by digest, and its event carries no
-    // `image-tag` at all: the same as an empty one. A tag that is there must be a string.
-    let tag = match detail.get("image-tag") {
-        None | Some(Value::Null) => "",
-        Some(_) => text(detail, "image-tag", "detail.image-tag")?,
-    };
-    let tag = if tag.is_empty() {
-        None
-    } else {
-        Some(Tag::parse(tag).map_err(|source| Rejected::Invalid {
-            field: "detail.image-tag",
-            source,
-        })?)
-    };
+    let tag = image_tag(detail)?;
     for (field, value) in [("detail.action-type", action), ("detail.result", result)] {
         if value.is_empty()
             || value.len() > 32
@@ -267,28 +242,14 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
         }));
     }
     if action == "DELETE" {
-        // A deletion by digest names no tag: every watched tag of the repository may be gone.
-        let images: Vec<ImageRef> = watched
-            .iter()
-            .filter(|w| {
-                w.registry == registry
-                    && w.repository == repository
-                    && tag.as_ref().is_none_or(|t| w.tag == *t)
-            })
-            .cloned()
-            .collect();
-        if images.is_empty() {
-            let what = match &tag {
-                Some(tag) => format!("{registry}/{repository}:{tag}"),
-                None => format!("{registry}/{repository}@{digest}"),
-            };
-            return Ok(Record::Ignored(Ignored::NotWatched { image: what }));
-        }
-        return Ok(Record::Deleted(Deletion {
-            images,
+        return Ok(deletion(
+            watched,
+            &registry,
+            &repository,
+            tag.as_ref(),
             digest,
             event_id,
-        }));
+        ));
     }
     let Some(tag) = tag else {
         return Ok(Record::Ignored(Ignored::PushByDigestOnly));
@@ -309,6 +270,76 @@ fn classify_checked(event: &Value, watched: &[ImageRef]) -> Result<Record, Rejec
         time,
         event_id,
     }))
+}
+
+/// The event's id, as EventBridge writes it: letters, digits and `-`.
+fn event_id(id: Option<&str>) -> Result<String, Rejected> {
+    let event_id = required(id, "id")?.to_owned();
+    if event_id.is_empty()
+        || event_id.len() > 128
+        || !event_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(Rejected::Unexpected {
+            field: "id",
+            value: quote(&event_id),
+            expected: "an event id (letters, digits, -)",
+        });
+    }
+    Ok(event_id)
+}
+
+/// The pushed or deleted tag; `None` for an image pushed by digest.
+fn image_tag(detail: &Value) -> Result<Option<Tag>, Rejected> {
+    // A multi-platform manifest list is pushed by digest, and its event carries no
+    // `image-tag` at all: the same as an empty one. A tag that is there must be a string.
+    let tag = match detail.get("image-tag") {
+        None | Some(Value::Null) => "",
+        Some(_) => text(detail, "image-tag", "detail.image-tag")?,
+    };
+    let tag = if tag.is_empty() {
+        None
+    } else {
+        Some(Tag::parse(tag).map_err(|source| Rejected::Invalid {
+            field: "detail.image-tag",
+            source,
+        })?)
+    };
+    Ok(tag)
+}
+
+/// A deletion in a watched repository: the watched tags it may have taken away. A deletion by
+/// digest names no tag: every watched tag of the repository may be gone.
+fn deletion(
+    watched: &[ImageRef],
+    registry: &Registry,
+    repository: &Repository,
+    tag: Option<&Tag>,
+    digest: Digest,
+    event_id: String,
+) -> Record {
+    let images: Vec<ImageRef> = watched
+        .iter()
+        .filter(|w| {
+            w.registry == *registry
+                && w.repository == *repository
+                && tag.is_none_or(|t| w.tag == *t)
+        })
+        .cloned()
+        .collect();
+    if images.is_empty() {
+        let what = match tag {
+            Some(tag) => format!("{registry}/{repository}:{tag}"),
+            None => format!("{registry}/{repository}@{digest}"),
+        };
+        return Record::Ignored(Ignored::NotWatched { image: what });
+    }
+    Record::Deleted(Deletion {
+        images,
+        digest,
+        event_id,
+    })
 }
 
 /// Splits a batch's pushes into those that decide their image and the images they cannot

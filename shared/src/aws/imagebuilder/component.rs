@@ -118,16 +118,23 @@ pub async fn read_component_state(
 
     // ListComponents can lag behind a version created moments ago; the next patch versions
     // are probed directly, so two pushes in quick succession do not plan the same version.
+    // The first probe goes beside the listed version's own builds: on AWS, one round trip.
     let (mut latest_version, mut version_arn) = (latest_version, version_arn);
-    let mut build_arns = list_build_arns(client, &version_arn).await?;
+    let mut next = prepull_core::component::next_version(Some(&latest_version));
+    let mut next_arn = version_arn.at_version(&next);
+    let (build_arns, next_builds) = tokio::join!(
+        list_build_arns(client, &version_arn),
+        list_build_arns(client, &next_arn),
+    );
+    let (mut build_arns, mut next_builds) = (build_arns?, next_builds?);
     for _ in 0..MAX_PROBED_VERSIONS {
-        let next = prepull_core::component::next_version(Some(&latest_version));
-        let next_arn = version_arn.at_version(&next);
-        let next_builds = list_build_arns(client, &next_arn).await?;
         if next_builds.is_empty() {
             break;
         }
         (latest_version, version_arn, build_arns) = (next, next_arn, next_builds);
+        next = prepull_core::component::next_version(Some(&latest_version));
+        next_arn = version_arn.at_version(&next);
+        next_builds = list_build_arns(client, &next_arn).await?;
     }
     build_arns.sort_by_key(ImageBuilderArn::build);
 

@@ -17,7 +17,7 @@ mod rollback;
 use std::time::Instant;
 
 use prepull_core::arn::ImageBuilderArn;
-use prepull_core::build::{BuildOutcome, BuildStatus, newer_available};
+use prepull_core::build::{BuildOutcome, BuildStatus, BuildSummary, newer_available};
 use prepull_core::events::imagebuilder::StateChange;
 use prepull_core::events::operator::{BuildFinishedRequest, read_build_finished_request};
 use prepull_core::launch_template::Misconfiguration;
@@ -267,15 +267,14 @@ async fn state_change(
     // is no error: nothing is retried or sent to a dead-letter queue.
     if let Some(reason) = common.config.pipeline.foreign(&image_arn) {
         tracing::info!(image = %image_arn, reason = %reason, "not this pipeline's home; ignored");
-        let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
-        summary.reason = Some(reason);
-        return Ok(summary);
+        return Ok(ignored(image_arn, reason));
     }
     if !status.is_finished() {
         tracing::info!(image = %image_arn, status = %status, "not a terminal state; ignored");
-        let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
-        summary.reason = Some(format!("status {status} is not terminal"));
-        return Ok(summary);
+        return Ok(ignored(
+            image_arn,
+            format!("status {status} is not terminal"),
+        ));
     }
     // "Is a newer build out" reads the pipeline's builds, not the image: for an AVAILABLE
     // build both are asked at once. For another pipeline's image the list is one read spent
@@ -298,53 +297,21 @@ async fn state_change(
     let image = image?;
     if !built_here(common, &image) {
         tracing::info!(image = %image_arn, pipeline = image.pipeline.as_deref(), "an image of another pipeline; ignored");
-        let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
-        summary.reason = Some(format!(
+        let why = format!(
             "built by {}, not by {}",
             image.pipeline.as_deref().unwrap_or("no pipeline"),
             common.config.pipeline
-        ));
-        return Ok(summary);
+        );
+        return Ok(ignored(image_arn, why));
     }
     if let Some(metric) = prepull_core::metrics::for_finished_build(status) {
         crate::metrics::count(metric, 1);
     }
-    let outcome = async {
-        let newer = match builds {
-            Some(builds) => newer_available(&image_arn, &builds?).map(|b| b.arn.clone()),
-            None => None,
-        };
-        if let Some(newer) = newer {
-            tracing::warn!(image = %image_arn, newer = %newer, "a newer build is AVAILABLE; this late event publishes nothing");
-            let mut summary = Summary::new(Outcome::Superseded, false, Some(image_arn));
-            summary.reason = Some(format!("{newer} is newer and AVAILABLE"));
-            Ok(summary)
-        } else if status == BuildStatus::Available {
-            let amis = own_amis(&image.amis, common.config.pipeline.account());
-            require_amis(&image_arn, &amis)?;
-            let label = build_label(image_arn.as_str());
-            let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
-            let publish = Publish {
-                label: Some(&label),
-                supersede: Supersede::Skip,
-                other_regions: OtherRegions::FailTheRun,
-                dry_run: false,
-                deadline,
-                latency_from: image.oldest_new_push,
-                ami_root_gib: image.root_volume_gib,
-            };
-            publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
-            summary.outcome = published_outcome(&summary.parameters);
-            Ok(summary)
-        } else {
-            let why = reason
-                .or_else(|| image.reason.clone())
-                .unwrap_or_else(|| "no reason given".to_owned());
-            tracing::error!(image = %image_arn, status = %status, reason = %why, "the build did not produce an image; nothing published");
-            let mut summary = Summary::new(Outcome::BuildFailed, false, Some(image_arn));
-            summary.reason = Some(format!("{status}: {why}"));
-            Ok(summary)
-        }
+    let finished = Finished {
+        image_arn,
+        status,
+        reason,
+        image: &image,
     };
     // The follow-up reads the cache component and the pipeline's builds and may start the
     // next build. It touches neither the parameter published here (the parent image it may
@@ -355,7 +322,7 @@ async fn state_change(
     // follow-up finds the build this one started (running, or the same build again through
     // its idempotent client token). When both fail, the publish's error is the one returned.
     let (outcome, follow_up) = tokio::join!(
-        outcome,
+        finished.carry_out(common, settings, builds, deadline),
         follow_up::follow_up(common, image.manifest_hash.as_deref())
     );
     let summary = match (outcome, follow_up) {
@@ -372,4 +339,72 @@ async fn state_change(
         (Ok(_), Err(error)) => return Err(error),
     };
     finish(summary)
+}
+
+fn ignored(image_arn: ImageBuilderArn, reason: String) -> Summary {
+    let mut summary = Summary::new(Outcome::Ignored, false, Some(image_arn));
+    summary.reason = Some(reason);
+    summary
+}
+
+/// A build of this pipeline that ended, and its image.
+struct Finished<'a> {
+    image_arn: ImageBuilderArn,
+    status: BuildStatus,
+    reason: Option<String>,
+    image: &'a ImageFacts,
+}
+
+impl Finished<'_> {
+    /// Publishes and refreshes an AVAILABLE build unless a newer one is out (`builds`, listed
+    /// beside GetImage), or reports a build that produced no image.
+    async fn carry_out(
+        self,
+        common: &Common,
+        settings: &FleetSettings,
+        builds: Option<Result<Vec<BuildSummary>, PrepullError>>,
+        deadline: Instant,
+    ) -> Result<Summary, PrepullError> {
+        let Finished {
+            image_arn,
+            status,
+            reason,
+            image,
+        } = self;
+        let newer = match builds {
+            Some(builds) => newer_available(&image_arn, &builds?).map(|b| b.arn.clone()),
+            None => None,
+        };
+        if let Some(newer) = newer {
+            tracing::warn!(image = %image_arn, newer = %newer, "a newer build is AVAILABLE; this late event publishes nothing");
+            let mut summary = Summary::new(Outcome::Superseded, false, Some(image_arn));
+            summary.reason = Some(format!("{newer} is newer and AVAILABLE"));
+            return Ok(summary);
+        }
+        if status != BuildStatus::Available {
+            let why = reason
+                .or_else(|| image.reason.clone())
+                .unwrap_or_else(|| "no reason given".to_owned());
+            tracing::error!(image = %image_arn, status = %status, reason = %why, "the build did not produce an image; nothing published");
+            let mut summary = Summary::new(Outcome::BuildFailed, false, Some(image_arn));
+            summary.reason = Some(format!("{status}: {why}"));
+            return Ok(summary);
+        }
+        let amis = own_amis(&image.amis, common.config.pipeline.account());
+        require_amis(&image_arn, &amis)?;
+        let label = build_label(image_arn.as_str());
+        let mut summary = Summary::new(Outcome::Published, false, Some(image_arn));
+        let publish = Publish {
+            label: Some(&label),
+            supersede: Supersede::Skip,
+            other_regions: OtherRegions::FailTheRun,
+            dry_run: false,
+            deadline,
+            latency_from: image.oldest_new_push,
+            ami_root_gib: image.root_volume_gib,
+        };
+        publish_and_refresh(common, settings, &amis, &publish, &mut summary).await?;
+        summary.outcome = published_outcome(&summary.parameters);
+        Ok(summary)
+    }
 }

@@ -18,7 +18,7 @@ use super::{ParameterUpdate, Summary};
 use crate::aws::{autoscaling, ssm};
 use crate::common::Common;
 use crate::error::PrepullError;
-use crate::handlers::launch_template::{LaunchCheck, read_templates};
+use crate::handlers::launch_template::{LaunchCheck, TemplateReads, read_templates};
 use crate::metrics;
 use prepull_core::metrics::Metric;
 
@@ -232,11 +232,53 @@ pub(super) async fn publish_and_refresh(
         publish_regions(common, settings, amis, publish),
         launch_reads
     );
+    let published_at = take_results(home, amis, results, publish, summary)?;
+    if summary
+        .parameters
+        .iter()
+        .all(|p| p.action == ParameterAction::Superseded)
+    {
+        return Ok(());
+    }
+    let templates = match templates {
+        None => return Ok(()),
+        Some(Ok(templates)) => templates,
+        Some(Err(error)) => {
+            // Every group fails alike; a retryable cause makes Lambda retry the invocation.
+            for group in &settings.asg_names {
+                let outcome = failed(group, &error);
+                metrics::count(Metric::RefreshesFailed, 1);
+                summary.refreshes.push(outcome);
+            }
+            return Ok(());
+        }
+    };
+    refresh_groups(
+        common,
+        settings,
+        templates,
+        amis,
+        publish,
+        published_at,
+        summary,
+    )
+    .await;
+    Ok(())
+}
+
+/// Takes every region's result into the summary, the home region's latency metric included,
+/// before a failure is returned: the regions ran side by side, so one listed after a failed one
+/// may have been written, and its retry finds it already current and measures nothing. Returns
+/// when the home region's parameter took the AMI.
+fn take_results(
+    home: &str,
+    amis: &[RegionalAmi],
+    results: Vec<RegionResult>,
+    publish: &Publish<'_>,
+    summary: &mut Summary,
+) -> Result<Option<DateTime<Utc>>, PrepullError> {
     let mut published_at = None;
     let mut first_error = None;
-    // Every region's result is taken in, the home region's latency metric included, before a
-    // failure is returned: the regions ran side by side, so one listed after a failed one may
-    // have been written, and its retry finds it already current and measures nothing.
     for (target, result) in amis.iter().zip(results) {
         match result {
             Ok((update, at)) => {
@@ -280,26 +322,26 @@ pub(super) async fn publish_and_refresh(
     if let Some(error) = first_error {
         return Err(error);
     }
-    if summary
-        .parameters
-        .iter()
-        .all(|p| p.action == ParameterAction::Superseded)
-    {
-        return Ok(());
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(published_at),
     }
-    let templates = match templates {
-        None => return Ok(()),
-        Some(Ok(templates)) => templates,
-        Some(Err(error)) => {
-            // Every group fails alike; a retryable cause makes Lambda retry the invocation.
-            for group in &settings.asg_names {
-                let outcome = failed(group, &error);
-                metrics::count(Metric::RefreshesFailed, 1);
-                summary.refreshes.push(outcome);
-            }
-            return Ok(());
-        }
-    };
+}
+
+/// Refreshes every group whose launch template can take the AMI. Each group's refresh (is one
+/// running, cancel it, start one) touches only that group, so the groups go side by side;
+/// `join_all` keeps the configured order in the summary, and each group's outcome is counted
+/// once, here.
+async fn refresh_groups(
+    common: &Common,
+    settings: &FleetSettings,
+    templates: TemplateReads,
+    amis: &[RegionalAmi],
+    publish: &Publish<'_>,
+    published_at: Option<DateTime<Utc>>,
+    summary: &mut Summary,
+) {
+    let home = common.config.pipeline.region();
     let check = LaunchCheck {
         expected: Expected {
             parameter: &settings.parameter,
@@ -310,9 +352,6 @@ pub(super) async fn publish_and_refresh(
             .find(|a| a.region == home)
             .map(|a| a.ami.as_str()),
     };
-    // Each group's refresh (is one running, cancel it, start one) touches only that group, so
-    // the groups go side by side; `join_all` keeps the configured order in the summary, and
-    // each group's outcome is counted once, here.
     let groups = templates.problems(common, settings, check).await;
     let outcomes = join_all(groups.into_iter().map(|(group, launch)| async move {
         refresh_group(
@@ -333,5 +372,4 @@ pub(super) async fn publish_and_refresh(
         }
         summary.refreshes.push(outcome);
     }
-    Ok(())
 }
