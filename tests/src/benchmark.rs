@@ -806,7 +806,7 @@ const PARENT: &str = "GetParameter reads the recipe's `ssm:` parent image, part 
 const RESOLVE: &str = "GetComponent resolves the build version the pipeline will take, part of the build's identity (its client token)";
 const YIELD: &str = "ListImagePipelineImages after the start finds a build another invocation started at the same moment, so the later one yields";
 const LATENCY_MANIFEST: &str = "GetComponent reads the manifest of the AMI published now (its component version's build `/1`; the builds are listed only when a concurrent writer made another): the pushes it lacks are the ones the new AMI brings (the `prepull:oldest-new-push` tag, where the push-to-AMI latency metric starts)";
-const CONFIRM_DIGEST: &str = "BatchGetImage, one per repository, confirms the pins this run neither pushed nor read from ECR still exist, with their tags in case one is gone (a build pinning a deleted digest fails at its pull, and so would every later one)";
+const CONFIRM_DIGEST: &str = "BatchGetImage, one per repository beside the component read, reads every watched tag: a pin its tag still names is confirmed by it (a build pinning a deleted digest fails at its pull, and so would every later one); only a pin whose tag moved on is read again, by digest";
 const LABEL_READ: &str = "GetParameter of `name:label` tells a retried event that its version exists (GetParameters could fold it into the current-value read, but that its answer names the selector is undocumented)";
 const CONFIRM: &str = "GetParameter of the new version waits for Parameter Store's asynchronous `aws:ec2:image` validation to accept the AMI";
 

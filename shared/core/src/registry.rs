@@ -81,7 +81,10 @@ impl EcrState {
         }
         for (image, digest) in digests {
             let key = RepositoryKey::of(image);
-            if !self.digests.contains_key(&(key.clone(), digest.clone())) {
+            // A tag read that names the digest already proves ECR has it.
+            if !self.digests.contains_key(&(key.clone(), digest.clone()))
+                && self.digest_of(image) != Some(digest)
+            {
                 wanted
                     .entry(key)
                     .or_default()
@@ -137,11 +140,14 @@ impl EcrState {
         matches!(self.tags.get(image), Some(None))
     }
 
-    /// Whether ECR was asked for `digest` in `image`'s repository and does not have it.
+    /// Whether ECR was asked for `digest` in `image`'s repository and does not have it. A
+    /// digest `image`'s tag names is there.
     pub fn lacks_digest(&self, image: &ImageRef, digest: &Digest) -> bool {
-        self.digests
-            .get(&(RepositoryKey::of(image), digest.clone()))
-            == Some(&false)
+        self.digest_of(image) != Some(digest)
+            && self
+                .digests
+                .get(&(RepositoryKey::of(image), digest.clone()))
+                == Some(&false)
     }
 
     /// The tags of `images` ECR has, pinned with the time they were read: the time they were
@@ -233,6 +239,34 @@ mod tests {
             let sizes: Vec<usize> = reads.iter().map(|r| r.ids.len()).collect();
             assert_eq!(sizes, calls, "{tags:?} {digests:?}");
         }
+    }
+
+    #[test]
+    fn a_pin_its_tag_still_names_needs_no_read() {
+        let web = image("team/web", "v1");
+        let api = image("team/api", "v7");
+        let mut state = EcrState::default();
+        for read in state.reads_for(&[web.clone(), api.clone()], &[]) {
+            let mut answer = RepositoryAnswer::default();
+            if read.repository.repository.as_str() == "team/web" {
+                answer.tags.insert(web.tag.clone(), digest(1));
+            } else {
+                answer.tags.insert(api.tag.clone(), digest(8));
+            }
+            state.record(&read, &answer);
+        }
+        // web's pin is what its tag names; api's tag moved on from the pin: only that is read.
+        let pins = [(web.clone(), digest(1)), (api.clone(), digest(7))];
+        let reads = state.reads_for(&[web.clone(), api.clone()], &pins);
+        assert_eq!(
+            reads,
+            [BatchRead {
+                repository: RepositoryKey::of(&api),
+                ids: vec![ImageId::Digest(digest(7))],
+            }]
+        );
+        assert!(!state.lacks_digest(&web, &digest(1)));
+        assert!(!state.lacks_digest(&api, &digest(7)), "not asked yet");
     }
 
     #[test]

@@ -77,7 +77,20 @@ pub async fn reconcile_component(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let state = imagebuilder::read_component_state(client, &config.component_name).await?;
+        // Every watched tag is read beside the component on the first pass, one call per
+        // repository: most runs need nothing more from ECR (a pin its tag still names is
+        // confirmed by it), and on AWS the two reads are one round trip, not two.
+        let state = if attempt == 1 {
+            let (state, tags) = tokio::join!(
+                imagebuilder::read_component_state(client, &config.component_name),
+                ecr::read_into(&common.clients, &mut ecr_state, &config.images, &[]),
+            );
+            let state = state?;
+            tags?;
+            state
+        } else {
+            imagebuilder::read_component_state(client, &config.component_name).await?
+        };
         // A push tied with the pinned digest's push leaves its image to ECR, as a tie inside
         // one batch does (see `untie`).
         let tied = component::tied_with_known(&state, pushes);
@@ -139,12 +152,12 @@ pub async fn reconcile_component(
     }
 }
 
-/// Reads from ECR, into `ecr_state`, the `wanted` tags and every pin the run keeps without a
-/// push or a tag read, and returns the digests found for the tags that decide and the images
-/// ECR lacks. A build must not start with a digest ECR no longer has (its pull would fail on
-/// the build instance, and every later build's too): those pins are confirmed in the same call
-/// per repository, with their tags, so one that is gone is decided by its tag with no second
-/// read.
+/// Reads from ECR, into `ecr_state`, what it does not know yet of the `wanted` tags and of
+/// every pin the run keeps without a push or a tag read, and returns the digests found for the
+/// tags that decide and the images ECR lacks. A build must not start with a digest ECR no
+/// longer has (its pull would fail on the build instance, and every later build's too): a pin
+/// its tag still names is confirmed by the tag read; one whose tag moved on is read by digest
+/// (one call per repository), and one that is gone is decided by its tag.
 async fn read_ecr(
     common: &Common,
     ecr_state: &mut EcrState,

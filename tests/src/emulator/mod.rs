@@ -1051,7 +1051,8 @@ async fn handle(
                         .moto_tagged_image(&region, &request)
                         .await
                         .map(|(d, _)| d)
-                        != Some(digest)
+                        != Some(digest.clone())
+                    && !inner.moto_has_digest(&region, &request, &digest).await
                 {
                     let mut untagged = json!({
                         "repositoryName": request["repositoryName"],
@@ -1169,6 +1170,21 @@ impl Inner {
             return None;
         }
         response.json::<Value>().await.ok()
+    }
+
+    /// Whether moto still has an image with `digest` (under another tag, say) in the
+    /// request's repository: then nothing was lost, and a put would only retag it.
+    async fn moto_has_digest(&self, region: &str, params: &Value, digest: &str) -> bool {
+        let mut ask = json!({
+            "repositoryName": params["repositoryName"],
+            "imageIds": [{"imageDigest": digest}],
+        });
+        if let Some(registry) = params["registryId"].as_str() {
+            ask["registryId"] = json!(registry);
+        }
+        self.moto_ecr(region, "BatchGetImage", &ask)
+            .await
+            .is_some_and(|answer| answer["images"].as_array().is_some_and(|i| !i.is_empty()))
     }
 
     /// The image a tag names now: its digest and manifest.

@@ -122,8 +122,9 @@ async fn one_push_creates_one_component_version_and_starts_one_build() {
     );
     assert_eq!(
         s.bench.emulator.requests_of("BatchGetImage").len(),
-        1,
-        "only the image nobody pushed is looked up"
+        2,
+        "every watched tag is read beside the component, one call per repository; the pin \
+         its tag still names needs nothing more"
     );
     let mutating = s.bench.emulator.mutating_operations();
     assert_eq!(
@@ -174,9 +175,10 @@ async fn fifty_pushes_over_ten_repositories_make_one_version_and_one_build() {
         successful(s.bench.emulator.requests_of("StartImagePipelineExecution")).len(),
         1
     );
-    assert!(
-        s.bench.emulator.requests_of("BatchGetImage").is_empty(),
-        "every image came with a push"
+    assert_eq!(
+        s.bench.emulator.requests_of("BatchGetImage").len(),
+        10,
+        "one read per repository, beside the component read, however many pushes"
     );
     let (manifest, _) = read_manifest(&latest_document(&s).await).unwrap();
     let digests: Vec<String> = manifest.images().map(|p| p.digest.to_string()).collect();
@@ -1152,20 +1154,27 @@ async fn a_build_never_starts_with_a_digest_ecr_no_longer_has() {
     assert_eq!(summary.outcome, Outcome::BuildStarted);
     assert_eq!(summary.removed, std::slice::from_ref(&api));
     assert_eq!(summary.images.len(), 1);
-    // The lost digest is found by the same read that confirms the pins, before any write:
-    // the one version written is without team/api, and it is the one built.
+    // The lost digest is found before any write: the one version written is without
+    // team/api, and it is the one built.
     let versions = successful(s.bench.emulator.requests_of("CreateComponent"));
     assert_eq!(versions.len(), 1);
-    let reads = s.bench.emulator.requests_of("BatchGetImage");
+    let reads: Vec<serde_json::Value> = s
+        .bench
+        .emulator
+        .requests_of("BatchGetImage")
+        .into_iter()
+        .map(|r| r.params["imageIds"].clone())
+        .collect();
     assert_eq!(
         reads.len(),
-        1,
-        "one read for team/api, the only repository not pushed"
+        3,
+        "every watched tag, one read per repository, then the pin whose tag is gone, by digest"
     );
+    assert!(reads.contains(&serde_json::json!([{"imageTag": "v7"}])));
+    assert!(reads.contains(&serde_json::json!([{"imageTag": "v42"}])));
     assert_eq!(
-        reads[0].params["imageIds"],
-        serde_json::json!([{"imageTag": "v7"}, {"imageDigest": api.rsplit('@').next().unwrap()}]),
-        "the pin's digest, and its tag in case it is gone"
+        reads[2],
+        serde_json::json!([{"imageDigest": api.rsplit('@').next().unwrap()}])
     );
     let starts = successful(s.bench.emulator.requests_of("StartImagePipelineExecution"));
     assert_eq!(starts.len(), 1);
@@ -1242,11 +1251,12 @@ async fn a_throttled_confirmation_is_retried_and_an_exhausted_one_starts_nothing
         .unwrap();
     let batch = sqs_batch(&[push_event("e-2", "team/web", "v42", &digest, &at(2))]);
 
-    // More throttles than the SDK's three attempts absorb: the invocation fails, retryably,
-    // before it writes or starts anything (ECR is read before the version is written).
+    // More throttles than the SDK's three attempts absorb (the two repositories are read side
+    // by side, three attempts each): the invocation fails, retryably, before it writes or
+    // starts anything (ECR is read before the version is written).
     s.bench
         .emulator
-        .inject(Fault::new("BatchGetImage", FaultKind::Throttle, 3));
+        .inject(Fault::new("BatchGetImage", FaultKind::Throttle, 6));
     let error = handle(&s.common, batch.clone()).await.unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert!(error.to_string().contains("BatchGetImage"), "{error}");
