@@ -196,11 +196,13 @@ async fn reconcile(
         dry_run: request.dry_run,
         now,
     };
+    // Boxed: the reconcile's future nests the component read, ECR and the pipeline read, and
+    // inside the function's whole future its layout went past rustc's query depth limit.
     let Reconciled {
         component,
         view,
         recipe_change,
-    } = reconcile_and_plan(common, &[], Resolve::All, &run).await?;
+    } = Box::pin(reconcile_and_plan(common, &[], Resolve::All, &run)).await?;
     if !request.dry_run
         && let (Some(change), Some(build_arn)) = (&recipe_change, &component.build_arn)
     {
